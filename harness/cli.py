@@ -1,0 +1,321 @@
+"""The ``harness`` command line: list, plan, run, leaderboard, sql, cache.
+
+Every user error prints one line and exits with a meaningful code:
+0 ok, 1 some jobs failed, 2 bad input/config, 3 database problem, 4 database busy, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+cache_app = typer.Typer(help="Inspect or clear the token cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+console = Console(width=max(160, Console().width))
+err_console = Console(stderr=True)
+
+
+@dataclass
+class State:
+    quiet: bool = False
+    verbose: bool = False
+    home: Optional[Path] = None
+    data_root: Optional[Path] = None
+    db: Optional[Path] = None
+    registry: Optional[Path] = None
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and final results.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (tracebacks of failed jobs).")] = False,
+    home: Annotated[Optional[Path], typer.Option(help="Cache/derived-weights folder [env HARNESS_HOME].")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Brain data root [env HARNESS_DATA_ROOT].")] = None,
+    db: Annotated[Optional[Path], typer.Option(help="Leaderboard database file [env HARNESS_DB].")] = None,
+    registry: Annotated[Optional[Path], typer.Option(help="registry.yaml to use [env HARNESS_REGISTRY].")] = None,
+) -> None:
+    state.quiet, state.verbose = quiet, verbose
+    state.home, state.data_root, state.db, state.registry = home, data_root, db, registry
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _settings():  # noqa: ANN202
+    from harness.settings import load_settings
+
+    s = load_settings().with_overrides(home=state.home, data_root=state.data_root, db=state.db, registry=state.registry)
+    return s
+
+
+def _registry_path(settings) -> Path | None:  # noqa: ANN001
+    if settings.registry is not None:
+        return settings.registry
+    local = Path.cwd() / "registry.yaml"
+    if local.is_file():
+        return local
+    bundled = Path(__file__).resolve().parent.parent / "registry.yaml"
+    return bundled if bundled.is_file() else None
+
+
+def _factory(device: str = "cpu", random_init: bool = False, **extraction):  # noqa: ANN001, ANN202
+    from harness.factory import ExtractionOptions, Factory
+    from harness.plugins import default_catalog
+    from harness.registry import Registry, load_registry
+
+    settings = _settings()
+    catalog = default_catalog()
+    reg = load_registry(catalog, _registry_path(settings))
+    if random_init:
+        entries = {n: (e.model_copy(update={"random_init": True}) if e.kind == "backbone" else e) for n, e in reg.entries.items()}
+        reg = Registry(entries=entries)
+    opts = ExtractionOptions(**{k: v for k, v in extraction.items() if v is not None})
+    return Factory(catalog=catalog, registry=reg, settings=settings, device=device, extraction=opts)
+
+
+def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+@app.command("list")
+def list_cmd(kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="backbone, head, metric or dataset")] = None) -> None:
+    """Installed plugins and the registry entries that use them."""
+    from harness.plugins import default_catalog, missing_requirements
+    from harness.registry import load_registry
+    from harness.specs import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise HarnessError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    catalog = default_catalog()
+    reg = load_registry(catalog, _registry_path(_settings()), validate=False)
+    t = Table(title="plugins")
+    for col in ("kind", "plugin", "version", "consumes → produces", "status", "summary"):
+        t.add_column(col)
+    for spec in catalog.specs(kind):  # type: ignore[arg-type]
+        miss = missing_requirements(spec)
+        status = f"needs harness[{spec.extra}]" if miss else "ok"
+        t.add_row(spec.kind, spec.id, spec.version, f"{','.join(sorted(spec.consumes))} → {','.join(sorted(spec.produces))}",
+                  status, spec.summary)
+    console.print(t)
+    for name, err in catalog.broken.items():
+        err_console.print(f"[red]plugin {name!r} failed to load:[/red] {err}", highlight=False)
+    e = Table(title="registry entries")
+    for col in ("kind", "name", "plugin", "random_init", "source"):
+        e.add_column(col)
+    for entry in sorted(reg.entries.values(), key=lambda x: (x.kind, x.name)):
+        if kind in (None, entry.kind):
+            e.add_row(entry.kind, entry.name, entry.plugin, "yes" if entry.random_init else "", entry.source)
+    console.print(e)
+
+
+def _plan(all_: bool, backbone, head, dataset, metric, factory):  # noqa: ANN001, ANN202
+    from harness.plan import make_plan
+
+    if not all_ and not (backbone or head or dataset):
+        raise HarnessError("say what to run: --all, or a subset with -b/-H/-d")
+    return make_plan(factory, backbones=_split(backbone), heads=_split(head), datasets=_split(dataset), metrics=_split(metric))
+
+
+Sel = Annotated[Optional[list[str]], typer.Option()]
+
+
+@app.command()
+def plan(
+    all_: Annotated[bool, typer.Option("--all", help="Every registered backbone × head × dataset.")] = False,
+    backbone: Annotated[Optional[list[str]], typer.Option("-b", "--backbone")] = None,
+    head: Annotated[Optional[list[str]], typer.Option("-H", "--head")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("-d", "--dataset")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("-m", "--metric")] = None,
+    random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
+) -> None:
+    """What would run, what is already done, and what is skipped (with the reason)."""
+    from harness.store import Store
+
+    f = _factory(random_init=random_init)
+    p = _plan(all_, backbone, head, dataset, metric, f)
+    store = Store(f.settings.db)
+    done = store.finished_jobs() if f.settings.db.exists() else set()
+    t = Table(title=f"plan: {len(p.jobs)} jobs ({sum(j.job_id in done for j in p.jobs)} done)")
+    for col in ("backbone", "head", "dataset", "subject", "metrics", "status"):
+        t.add_column(col)
+    for j in p.jobs:
+        t.add_row(j.backbone.name, j.head.name, j.dataset.name, j.subject, ",".join(m.name for m in j.metrics),
+                  "done" if j.job_id in done else "to run")
+    console.print(t)
+    _print_skips(p)
+
+
+def _print_skips(p) -> None:  # noqa: ANN001
+    if p.skipped:
+        s = Table(title="skipped")
+        s.add_column("what")
+        s.add_column("reason")
+        for sk in p.skipped:
+            s.add_row(sk.what, sk.reason)
+        console.print(s)
+
+
+@app.command()
+def run(
+    all_: Annotated[bool, typer.Option("--all", help="Every registered backbone × head × dataset.")] = False,
+    backbone: Annotated[Optional[list[str]], typer.Option("-b", "--backbone")] = None,
+    head: Annotated[Optional[list[str]], typer.Option("-H", "--head")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("-d", "--dataset")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("-m", "--metric")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
+    batch_size: Annotated[Optional[int], typer.Option(help="Extraction batch size.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast) extraction.")] = None,
+) -> None:
+    """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.extract import resolve_device
+    from harness.runner import Runner, argv_string
+    from harness.store import Store
+
+    dev = resolve_device(device)
+    f = _factory(device=dev, random_init=random_init, batch_size=batch_size, precision=precision)
+    p = _plan(all_, backbone, head, dataset, metric, f)
+    if not state.quiet:
+        _print_skips(p)
+    store = Store(f.settings.db)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, disable=state.quiet, transient=False) as prog:
+        overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
+        tasks: dict[str, int] = {}
+
+        def on_extract(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = prog.add_task(label, total=total)
+            prog.update(tasks[label], completed=done)
+
+        def on_job(label: str, done: int, total: int) -> None:
+            if done:
+                prog.advance(overall)
+            else:
+                prog.update(overall, description=f"jobs on {dev}: {label}")
+
+        f.progress = on_extract
+        summary = Runner(f, store, progress=on_job).run(p, argv=argv_string())
+    if not state.quiet:
+        console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
+                      f"{len(summary.failed)} failed → {f.settings.db}")
+        for label, err in summary.failed:
+            console.print(f"[red]failed[/red] {label}: {err}")
+        if summary.done or summary.cached:
+            _show(store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank"), "leaderboard")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _show(df, title: str, limit: int = 200) -> None:  # noqa: ANN001
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.head(limit).itertuples(index=False):
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(t)
+    if len(df) > limit:
+        console.print(f"… {len(df) - limit} more rows (use `harness sql` to export)")
+
+
+@app.command()
+def leaderboard(
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
+    roi: Annotated[Optional[str], typer.Option("--roi", "-r")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", "-m")] = None,
+    view: Annotated[str, typer.Option(help="Any view defined in leaderboards/*.sql")] = "leaderboard",
+) -> None:
+    """Print a ranked leaderboard (works while a run is writing)."""
+    from harness.store import Store, view_sql
+
+    views = view_sql()
+    if view not in views:
+        raise HarnessError(f"unknown view {view!r}; known: {', '.join(sorted(views))}")
+    store = Store(_settings().db)
+    where, params = [], []
+    cols = set(store.query(f"SELECT * FROM {view} LIMIT 0").columns)
+    for col, val in (("dataset", dataset), ("roi", roi), ("metric", metric)):
+        if val is not None:
+            if col not in cols:
+                raise HarnessError(f"view {view!r} has no column {col!r}")
+            where.append(f"{col} = ?")
+            params.append(val)
+    order = " ORDER BY dataset, roi, metric, rank" if {"rank", "dataset", "roi", "metric"} <= cols else ""
+    sql = f"SELECT * FROM {view}" + (" WHERE " + " AND ".join(where) if where else "") + order
+    _show(store.query(sql, params), view)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only SELECT/WITH query.")],
+    csv: Annotated[Optional[Path], typer.Option(help="Write the result as CSV here.")] = None,
+    parquet: Annotated[Optional[Path], typer.Option(help="Write the result as Parquet here.")] = None,
+) -> None:
+    """Run a read-only query on the leaderboard database."""
+    from harness.store import Store
+
+    df = Store(_settings().db).query(query)
+    if csv:
+        df.to_csv(csv, index=False)
+    if parquet:
+        df.to_parquet(parquet, index=False)
+    if not (csv or parquet) or not state.quiet:
+        _show(df, "result")
+
+
+@cache_app.command("ls")
+def cache_ls() -> None:
+    """Cached token sets: backbone, stimuli, layers, size."""
+    from harness.cache import TokenCache
+
+    cache = TokenCache(_settings().cache_dir)
+    t = Table(title=f"token cache {cache.root}")
+    for col in ("key", "backbone", "random_init", "n", "layers", "precision", "MB"):
+        t.add_column(col)
+    for s in cache.ls():
+        t.add_row(s.key[:12], str(s.meta.get("backbone")), str(s.meta.get("random_init")), str(s.n), str(len(s.layers)),
+                  str(s.meta.get("precision")), f"{cache.size_bytes(s) / 1e6:.1f}")
+    console.print(t)
+
+
+@cache_app.command("clear")
+def cache_clear(key: Annotated[Optional[str], typer.Argument(help="Key prefix; all entries when omitted.")] = None) -> None:
+    """Remove cached tokens (they are recomputed on the next run)."""
+    from harness.cache import TokenCache
+
+    n = TokenCache(_settings().cache_dir).clear(key)
+    console.print(f"removed {n} cache entr{'y' if n == 1 else 'ies'}")
+
+
+# Sub-commands that live in their own modules register here (one import line each).
+
+
+def main() -> None:
+    try:
+        app()
+    except HarnessError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished jobs are saved; rerun to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

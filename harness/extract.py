@@ -1,0 +1,112 @@
+"""Batched, streamed token extraction into the cache (memory bounded by one batch)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.cache import TokenCache, TokenStore, token_key
+from harness.contracts import Backbone, Stimuli
+from harness.images import iter_batches
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from harness.errors import HarnessError
+
+        raise HarnessError("--device cuda requested but torch sees no CUDA device")
+    return device
+
+
+def _cap_grid(local: torch.Tensor, max_grid: int) -> torch.Tensor:
+    h, w = local.shape[-2:]
+    if max(h, w) <= max_grid:
+        return local
+    return F.adaptive_avg_pool2d(local, (min(h, max_grid), min(w, max_grid)))
+
+
+def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: int) -> str:
+    return token_key(
+        weights=backbone.weights_digest(),
+        preprocess=backbone.preprocess.model_dump(),
+        layers=list(backbone.layers),
+        stimuli=stimuli.digest,
+        precision=precision,
+        max_grid=max_grid,
+    )
+
+
+def ensure_tokens(
+    backbone: Backbone,
+    stimuli: Stimuli,
+    cache: TokenCache,
+    *,
+    device: str = "cpu",
+    batch_size: int = 32,
+    precision: str = "fp32",
+    max_grid: int = 32,
+    store_dtype: str = "float16",
+    progress: Callable[[int, int], None] | None = None,
+) -> TokenStore:
+    """Return cached tokens, extracting them first on a miss.
+
+    ``precision`` is ``fp32`` or ``bf16`` (autocast); it is part of the key because
+    it changes the numbers. ``max_grid`` average-pools local maps larger than it.
+    """
+    key = tokens_key(backbone, stimuli, precision, max_grid)
+    hit = cache.get(key)
+    if hit is not None:
+        if progress:
+            progress(len(stimuli), len(stimuli))
+        return hit
+    backbone.to(device)
+    meta = {
+        "backbone": backbone.ctx.entry.name,
+        "random_init": backbone.ctx.entry.random_init,
+        "weights": backbone.weights_digest(),
+        "stimuli": stimuli.digest,
+        "precision": precision,
+        "max_grid": max_grid,
+        "preprocess": backbone.preprocess.model_dump(),
+    }
+    autocast = (
+        torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    with cache.writer(key, backbone.layers, len(stimuli), meta, store_dtype) as w, torch.inference_mode():
+        for start, batch in iter_batches(stimuli, backbone.preprocess, batch_size):
+            batch = batch.to(device, non_blocking=True)
+            with autocast:
+                toks = backbone.tokens(batch)
+            for layer, t in toks.items():
+                local = _cap_grid(t.local.float(), max_grid).cpu().numpy()
+                glob = t.global_.float().cpu().numpy()
+                w.write(start, layer, local.astype(store_dtype, copy=False), glob.astype(store_dtype, copy=False))
+            if progress:
+                progress(start + len(batch), len(stimuli))
+    store = cache.get(key)
+    assert store is not None
+    return store
+
+
+def layer_features(store: TokenStore, layer: str, kind: str = "local", idx: np.ndarray | None = None) -> np.ndarray:
+    """Flattened float32 features of one layer (``local`` map, ``global`` token, or both)."""
+    parts = []
+    if kind in ("local", "local+global"):
+        a = store.local(layer)
+        a = a[idx] if idx is not None else a
+        parts.append(np.asarray(a, dtype=np.float32).reshape(len(a), -1))
+    if kind in ("global", "local+global"):
+        g = store.global_(layer)
+        g = g[idx] if idx is not None else g
+        parts.append(np.asarray(g, dtype=np.float32))
+    if not parts:
+        raise ValueError(f"features kind must be local, global or local+global, not {kind!r}")
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

@@ -1,0 +1,133 @@
+"""registry → plan: which backbone × head × dataset × subject jobs make sense, and why others don't.
+
+Compatibility is decided from the plugins' declared ``consumes``/``produces``,
+never from their names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from harness import specs
+from harness.contracts import Backbone, Dataset
+from harness.errors import HarnessError
+from harness.factory import Factory
+from harness.specs import RegistryEntry
+
+
+@dataclass(frozen=True)
+class Job:
+    backbone: RegistryEntry
+    head: RegistryEntry
+    dataset: RegistryEntry
+    subject: str
+    metrics: tuple[RegistryEntry, ...]
+    job_id: str
+    config: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.backbone.name} × {self.head.name} × {self.dataset.name}/{self.subject}"
+
+
+@dataclass(frozen=True)
+class Skip:
+    what: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def entry_config(entry: RegistryEntry, factory: Factory) -> dict:
+    cls = factory.catalog.get(entry.kind, entry.plugin)
+    args = cls.spec.args(**entry.args).model_dump(mode="json")
+    return {"plugin": entry.plugin, "version": cls.spec.version, "args": args, "random_init": entry.random_init, "meta": entry.meta}
+
+
+def job_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str) -> list[RegistryEntry]:
+    if not names:
+        return entries
+    by = {e.name: e for e in entries}
+    unknown = [n for n in names if n not in by]
+    if unknown:
+        raise HarnessError(f"unknown {kind} entr{'y' if len(unknown) == 1 else 'ies'} {unknown}; known: {sorted(by)}")
+    return [by[n] for n in names]
+
+
+def make_plan(
+    factory: Factory,
+    backbones: list[str] | None = None,
+    heads: list[str] | None = None,
+    datasets: list[str] | None = None,
+    metrics: list[str] | None = None,
+) -> Plan:
+    reg, cat = factory.registry, factory.catalog
+    plan = Plan()
+    bbs = _select(reg.of_kind("backbone"), backbones, "backbone")
+    hds = _select(reg.of_kind("head"), heads, "head")
+    dss = _select(reg.of_kind("dataset"), datasets, "dataset")
+    mts = _select(reg.of_kind("metric"), metrics, "metric")
+
+    ok_bbs: list[RegistryEntry] = []
+    for e in bbs:
+        try:
+            bb = factory.build(e)
+            assert isinstance(bb, Backbone)
+            reason = bb.unavailable_reason()
+        except HarnessError as exc:
+            reason = str(exc)
+        if reason:
+            plan.skipped.append(Skip(f"backbone {e.name}", reason))
+        else:
+            ok_bbs.append(e)
+
+    for d in dss:
+        try:
+            ds = factory.build(d)
+            assert isinstance(ds, Dataset)
+            reason = ds.unavailable_reason()
+        except HarnessError as exc:
+            reason = str(exc)
+        if reason:
+            plan.skipped.append(Skip(f"dataset {d.name}", reason))
+            continue
+        try:
+            subjects = ds.subjects()
+            digest = ds.digest()
+        except HarnessError as exc:
+            plan.skipped.append(Skip(f"dataset {d.name}", str(exc)))
+            continue
+        kind = ds.target_kind
+        for h in hds:
+            hspec = cat.get("head", h.plugin).spec
+            if kind not in hspec.consumes:
+                plan.skipped.append(Skip(f"{h.name} × {d.name}", f"head takes {sorted(hspec.consumes & set(specs.TARGET_KINDS))}, dataset gives {kind}"))
+                continue
+            available = hspec.produces | {kind}
+            job_metrics = tuple(m for m in mts if cat.get("metric", m.plugin).spec.consumes <= available)
+            if not job_metrics:
+                plan.skipped.append(Skip(f"{h.name} × {d.name}", "no metric accepts this head's outputs"))
+                continue
+            for b in ok_bbs:
+                for subj in subjects:
+                    config = {
+                        "backbone": entry_config(b, factory),
+                        "head": entry_config(h, factory),
+                        "dataset": {**entry_config(d, factory), "digest": digest},
+                        "subject": subj,
+                        "metrics": {m.name: entry_config(m, factory) for m in job_metrics},
+                        "seed": factory.seed,
+                        "extraction": vars(factory.extraction),
+                    }
+                    plan.jobs.append(Job(b, h, d, subj, job_metrics, job_hash(config), config))
+    return plan

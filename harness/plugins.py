@@ -1,0 +1,104 @@
+"""Discovering plugins: a pluggy manager fed only by entry points.
+
+The core never imports a plugin module by name; what is installed is what exists.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import pluggy
+
+from harness import hookspecs
+from harness.contracts import Plugin
+from harness.errors import PluginMissingError, RegistryError
+from harness.specs import PluginKind, PluginSpec
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All installed plugin classes by kind and id, plus the pluggy manager that found them."""
+
+    manager: pluggy.PluginManager
+    classes: dict[tuple[PluginKind, str], type[Plugin]]
+    #: entry points that failed to import: name → one-line error (the rest still work)
+    broken: dict[str, str] = field(default_factory=dict)
+
+    def get(self, kind: PluginKind, plugin_id: str) -> type[Plugin]:
+        try:
+            return self.classes[(kind, plugin_id)]
+        except KeyError:
+            known = sorted(pid for k, pid in self.classes if k == kind)
+            broken = "".join(f"; entry point {n!r} failed to load: {e}" for n, e in self.broken.items())
+            raise PluginMissingError(
+                f"{kind} plugin {plugin_id!r} is not installed (installed: {', '.join(known) or 'none'}){broken}"
+            ) from None
+
+    def specs(self, kind: PluginKind | None = None) -> list[PluginSpec]:
+        return [c.spec for (k, _), c in sorted(self.classes.items()) if kind in (None, k)]
+
+
+def load_entrypoints(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Register every ``harness`` entry point; one that fails to import is reported, not fatal."""
+    broken: dict[str, str] = {}
+    for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not take down the others
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {first}"
+            continue
+        pm.register(module, name=ep.name)
+    return broken
+
+
+def make_manager(extra_plugins: Iterable[object] = (), entrypoints: bool = True) -> tuple[pluggy.PluginManager, dict[str, str]]:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    broken = load_entrypoints(pm) if entrypoints else {}
+    for p in extra_plugins:
+        pm.register(p)
+    return pm, broken
+
+
+def build_catalog(pm: pluggy.PluginManager, broken: dict[str, str] | None = None) -> Catalog:
+    classes: dict[tuple[PluginKind, str], type[Plugin]] = {}
+    for result in pm.hook.harness_plugins():
+        for cls in result or ():
+            spec = getattr(cls, "spec", None)
+            if not isinstance(spec, PluginSpec):
+                raise RegistryError(f"plugin class {cls.__module__}.{cls.__qualname__} has no PluginSpec 'spec'")
+            key = (spec.kind, spec.id)
+            if key in classes and classes[key] is not cls:
+                other = classes[key]
+                raise RegistryError(
+                    f"{spec.kind} plugin id {spec.id!r} registered twice: "
+                    f"{other.__module__}.{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+                )
+            classes[key] = cls
+    return Catalog(manager=pm, classes=classes, broken=dict(broken or {}))
+
+
+@lru_cache(maxsize=1)
+def default_catalog() -> Catalog:
+    return build_catalog(*make_manager())
+
+
+def missing_requirements(spec: PluginSpec) -> list[str]:
+    return [m for m in spec.requires if importlib.util.find_spec(m) is None]
+
+
+def check_requirements(spec: PluginSpec, entry_name: str) -> None:
+    """Fail early with the pip command that fixes it, rather than deep inside a build."""
+    missing = missing_requirements(spec)
+    if missing:
+        hint = f"pip install 'harness[{spec.extra}]'" if spec.extra else f"pip install {' '.join(missing)}"
+        raise PluginMissingError(
+            f"entry {entry_name!r} ({spec.kind} plugin {spec.id!r}) needs {', '.join(missing)}: {hint}"
+        )

@@ -1,0 +1,107 @@
+"""The zoo: registry.yaml plus plugin-provided fragments, validated against plugin schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from harness.contracts import Plugin
+from harness.errors import PluginMissingError, RegistryError
+from harness.plugins import Catalog
+from harness.specs import SECTIONS, PluginArgs, PluginKind, RegistryEntry
+
+
+@dataclass(frozen=True)
+class Registry:
+    entries: dict[str, RegistryEntry]
+
+    def of_kind(self, kind: PluginKind) -> list[RegistryEntry]:
+        return [e for e in self.entries.values() if e.kind == kind]
+
+    def get(self, name: str, kind: PluginKind | None = None) -> RegistryEntry:
+        e = self.entries.get(name)
+        if e is None or (kind is not None and e.kind != kind):
+            names = sorted(n for n, x in self.entries.items() if kind in (None, x.kind))
+            raise RegistryError(f"no {kind or 'registry'} entry named {name!r} (known: {', '.join(names)})")
+        return e
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read registry ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: top level must be a mapping of sections {sorted(SECTIONS)}")
+    return data
+
+
+def parse_fragment(data: dict[str, Any], source: str) -> list[RegistryEntry]:
+    entries: list[RegistryEntry] = []
+    for section, body in data.items():
+        if section not in SECTIONS:
+            raise RegistryError(f"{source}: unknown section {section!r}; expected one of {sorted(SECTIONS)}")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise RegistryError(f"{source}: section {section!r} must map entry names to entries")
+        for name, raw in body.items():
+            where = f"{source}: {section}.{name}"
+            if not isinstance(raw, dict):
+                raise RegistryError(f"{where}: entry must be a mapping with at least 'plugin'")
+            try:
+                entries.append(RegistryEntry(name=str(name), kind=SECTIONS[section], source=source, **raw))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"])
+                raise RegistryError(f"{where}: field {field!r}: {err['msg']}") from None
+    return entries
+
+
+def validate_args(entry: RegistryEntry, cls: type[Plugin]) -> PluginArgs:
+    """Validate an entry's args against its plugin's schema; errors name file, entry and field."""
+    try:
+        return cls.spec.args(**entry.args)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "args"
+        section = next(s for s, k in SECTIONS.items() if k == entry.kind)
+        msg = "unknown argument (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+        raise RegistryError(f"{entry.source}: {section}.{entry.name}: args.{field}: {msg}") from None
+
+
+def load_registry(catalog: Catalog, path: Path | None, validate: bool = True) -> Registry:
+    """Plugin fragments first, then the user's file, which overrides by name."""
+    entries: dict[str, RegistryEntry] = {}
+    fragments = catalog.manager.hook.harness_registry()
+    for frag_list in fragments:
+        for frag in frag_list or ():
+            if isinstance(frag, (str, Path)):
+                p = Path(frag)
+                new = parse_fragment(_read_yaml(p), str(p))
+            else:
+                new = parse_fragment(frag, "plugin registry fragment")
+            for e in new:
+                entries[e.name] = e
+    if path is not None:
+        if not path.is_file():
+            raise RegistryError(f"{path}: registry file not found")
+        for e in parse_fragment(_read_yaml(path), str(path)):
+            entries[e.name] = e
+    if validate:
+        for e in entries.values():
+            try:
+                cls = catalog.get(e.kind, e.plugin)
+            except PluginMissingError as exc:
+                section = next(s for s, k in SECTIONS.items() if k == e.kind)
+                raise PluginMissingError(f"{e.source}: {section}.{e.name}: {exc}") from None
+            validate_args(e, cls)
+    return Registry(entries=entries)

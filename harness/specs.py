@@ -1,0 +1,107 @@
+"""Pydantic schemas for what plugins declare and what registry.yaml holds.
+
+A plugin's :class:`PluginSpec` is its contract with the runner: the runner decides
+which backbone × head × dataset × metric combinations make sense by comparing the
+``consumes``/``produces`` vocabularies below, never by plugin names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PluginKind = Literal["backbone", "head", "metric", "dataset"]
+KINDS: tuple[PluginKind, ...] = ("backbone", "head", "metric", "dataset")
+#: registry.yaml section for each kind.
+SECTIONS: dict[str, PluginKind] = {"backbones": "backbone", "heads": "head", "metrics": "metric", "datasets": "dataset"}
+
+# --- the consumes/produces vocabulary -------------------------------------------------------
+IMAGES = "images"  #: a backbone consumes stimuli images
+TOKENS = "tokens"  #: cached Tokens (backbone produces; most heads consume)
+LIVE_BACKBONE = "backbone"  #: a head that needs the live network (e.g. trains through it)
+VOXELS = "voxels"  #: voxel / neuron responses (stimuli × voxels)
+RDMS = "rdms"  #: representational dissimilarity matrices per ROI per subject
+VOXEL_PREDICTIONS = "voxel_predictions"  #: head output: predicted responses on test stimuli
+MODEL_RDMS = "model_rdms"  #: head output: model RDM per ROI (per held-out subject)
+LAYER_WEIGHTS = "layer_weights"  #: head output: per-unit weights over the backbone's ordered layers
+SCORES = "scores"  #: metric output
+TARGET_KINDS = (VOXELS, RDMS)
+
+_ID = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+
+
+class PluginArgs(BaseModel):
+    """Base for every plugin's argument schema: unknown (misspelled) arguments are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PluginSpec(BaseModel):
+    """What a plugin is and what it exchanges with the rest of the pipeline."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    id: str
+    kind: PluginKind
+    version: str
+    summary: str
+    args: type[PluginArgs] = PluginArgs
+    consumes: frozenset[str] = frozenset()
+    produces: frozenset[str] = frozenset()
+    #: importable modules this plugin needs at build time (checked before building)
+    requires: tuple[str, ...] = ()
+    #: the pip extra of ``harness`` that installs ``requires``
+    extra: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_ok(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"plugin id {v!r} must match {_ID.pattern}")
+        return v
+
+
+class Preprocess(BaseModel):
+    """Image preprocessing as data (timm-style): resize shorter side, centre crop, normalise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resize: int = Field(gt=0, description="shorter side after resizing, pixels")
+    crop: int = Field(gt=0, description="centre crop size, pixels")
+    interpolation: Literal["nearest", "bilinear", "bicubic"] = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_crop_pct(cls, size: int, crop_pct: float = 0.875, **kw: Any) -> "Preprocess":
+        return cls(resize=int(round(size / crop_pct)), crop=size, **kw)
+
+
+class RegistryEntry(BaseModel):
+    """A named instance of a plugin with its arguments: one row of the zoo."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: PluginKind
+    plugin: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    #: build with random weights (a control); every score row from it is labelled so
+    random_init: bool = False
+    #: the entry this one was derived from (a fine-tuned backbone's base)
+    parent: str | None = None
+    tags: tuple[str, ...] = ()
+    #: free metadata shown in leaderboards: hub_id, revision, sha256, licence, citation,
+    #: family, params_m (model size), training_data, n_train_images …
+    meta: dict[str, Any] = Field(default_factory=dict)
+    #: where the entry came from (a file path or a plugin name) for error messages
+    source: str = "registry.yaml"
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"entry name {v!r} must match {_ID.pattern}")
+        return v

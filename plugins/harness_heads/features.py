@@ -1,0 +1,34 @@
+"""Turning cached tokens into design matrices (shared by the token heads)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.cache import TokenStore
+
+FeatureKind = Literal["local", "global", "local+global"]
+
+
+def layer_matrix(store: TokenStore, layer: str, kind: FeatureKind, pool: int | None) -> np.ndarray:
+    """``N × features`` float32 for one layer; local maps are average-pooled to at most ``pool×pool``."""
+    parts = []
+    if kind in ("local", "local+global"):
+        loc = torch.from_numpy(np.asarray(store.local(layer), dtype=np.float32))
+        if pool is not None and max(loc.shape[-2:]) > pool:
+            loc = F.adaptive_avg_pool2d(loc, (min(pool, loc.shape[-2]), min(pool, loc.shape[-1])))
+        parts.append(loc.reshape(len(loc), -1).numpy())
+    if kind in ("global", "local+global"):
+        parts.append(np.asarray(store.global_(layer), dtype=np.float32))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """z-score with training statistics, so one alpha grid suits every layer's scale."""
+    mu = train.mean(0)
+    sd = train.std(0)
+    sd[sd < 1e-8] = 1.0
+    return [(a - mu) / sd for a in (train, *others)]

