@@ -1,18 +1,17 @@
 """torchvision backbones, tapped at the end of every stage.
 
-Weights resolve in order: the entry's ``weights`` path → ``$HARNESS_WEIGHTS_ROOT``
-or ``<data_root>/../weights`` → one clear error naming the file and where to put it.
-Only safetensors are read; nothing is unpickled.
+Weights resolve through :func:`harness.weights.resolve_weights` (explicit path →
+weights roots → hub caches → one clear error). Only safetensors are read here.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from torch import nn
 
 from harness.errors import WeightsMissingError
+from harness.weights import WeightSource, resolve_weights
 from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
@@ -29,33 +28,6 @@ MOBILENET_V2_STAGES = {
     "conv_last": "features.18",
 }
 IMAGENET = Preprocess(resize=256, crop=224, interpolation="bilinear")
-
-
-def weights_roots(settings: object) -> list[Path]:
-    roots = []
-    env = os.environ.get("HARNESS_WEIGHTS_ROOT")
-    if env:
-        roots.append(Path(env))
-    data_root = getattr(settings, "data_root", None)
-    if data_root is not None:
-        roots.append(Path(data_root).parent / "weights")
-    return roots
-
-
-def resolve_weights(explicit: str | None, relative: str, settings: object, entry: str) -> Path:
-    """Explicit path, else the first weights root holding ``relative``; else a one-line error."""
-    if explicit:
-        p = Path(explicit).expanduser()
-        if p.is_file():
-            return p
-        raise WeightsMissingError(f"backbone {entry!r}: weights file {p} not found")
-    for root in weights_roots(settings):
-        if (root / relative).is_file():
-            return root / relative
-    raise WeightsMissingError(
-        f"backbone {entry!r}: weights {relative} not found offline; put it under $HARNESS_WEIGHTS_ROOT "
-        f"(or <HARNESS_DATA_ROOT>/../weights/), set args.weights to its path, or use --random-init"
-    )
 
 
 class TVArgs(PluginArgs):
@@ -93,7 +65,7 @@ class TorchvisionBackbone(HookedBackbone):
         rel = _DEFAULT_FILES.get(self.args.arch)
         if rel is None and not self.args.weights:
             raise WeightsMissingError(f"backbone {self.ctx.entry.name!r}: no default weights for {self.args.arch}; set args.weights")
-        return resolve_weights(self.args.weights, rel or "", self.ctx.settings, self.ctx.entry.name)
+        return resolve_weights(self.ctx.entry.name, WeightSource(filename=rel), self.ctx.settings, explicit=self.args.weights)
 
     def unavailable_reason(self) -> str | None:
         if self.args.arch not in _STAGES:
