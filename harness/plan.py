@@ -56,7 +56,7 @@ def job_hash(config: dict) -> str:
 
 def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str) -> list[RegistryEntry]:
     if not names:
-        return entries
+        return [e for e in entries if e.in_all]
     by = {e.name: e for e in entries}
     unknown = [n for n in names if n not in by]
     if unknown:

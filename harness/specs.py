@@ -93,6 +93,8 @@ class RegistryEntry(BaseModel):
     #: the entry this one was derived from (a fine-tuned backbone's base)
     parent: str | None = None
     tags: tuple[str, ...] = ()
+    #: part of ``harness run --all``; ``false`` keeps costly variants (ablations, big models) to explicit runs
+    in_all: bool = True
     #: free metadata shown in leaderboards: hub_id, revision, sha256, licence, citation,
     #: family, params_m (model size), training_data, n_train_images …
     meta: dict[str, Any] = Field(default_factory=dict)
