@@ -44,9 +44,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: top-level key of a registry file choosing which installed plugins' own entries join the zoo:
+#: ``true`` (default, all), ``false`` (none: only this file), or a list of entry-point names.
+PLUGIN_ENTRIES = "plugin_entries"
+
+
 def parse_fragment(data: dict[str, Any], source: str) -> list[RegistryEntry]:
     entries: list[RegistryEntry] = []
     for section, body in data.items():
+        if section == PLUGIN_ENTRIES:
+            continue
         if section not in SECTIONS:
             raise RegistryError(f"{source}: unknown section {section!r}; expected one of {sorted(SECTIONS)}")
         if body is None:
@@ -81,9 +88,16 @@ def validate_args(entry: RegistryEntry, cls: type[Plugin]) -> PluginArgs:
 def load_registry(catalog: Catalog, path: Path | None, validate: bool = True) -> Registry:
     """Plugin fragments first, then the user's file, which overrides by name."""
     entries: dict[str, RegistryEntry] = {}
-    fragments = catalog.manager.hook.harness_registry()
-    for frag_list in fragments:
-        for frag in frag_list or ():
+    user = _read_yaml(path) if path is not None and path.is_file() else {}
+    include = user.get(PLUGIN_ENTRIES, True)
+    if not isinstance(include, (bool, list)):
+        raise RegistryError(f"{path}: {PLUGIN_ENTRIES} must be true, false or a list of plugin names")
+    pm = catalog.manager
+    for impl in pm.hook.harness_registry.get_hookimpls():
+        name = pm.get_name(impl.plugin) or ""
+        if include is False or (isinstance(include, list) and name not in include):
+            continue
+        for frag in impl.function() or ():
             if isinstance(frag, (str, Path)):
                 p = Path(frag)
                 new = parse_fragment(_read_yaml(p), str(p))
@@ -94,7 +108,7 @@ def load_registry(catalog: Catalog, path: Path | None, validate: bool = True) ->
     if path is not None:
         if not path.is_file():
             raise RegistryError(f"{path}: registry file not found")
-        for e in parse_fragment(_read_yaml(path), str(path)):
+        for e in parse_fragment(user, str(path)):
             entries[e.name] = e
     if validate:
         for e in entries.values():

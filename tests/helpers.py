@@ -15,7 +15,8 @@ from harness.settings import load_settings
 
 def make_factory(registry: dict[str, Any], tmp_path: Path, device: str = "cpu", **extraction: Any) -> Factory:
     path = tmp_path / "registry.yaml"
-    path.write_text(yaml.safe_dump(registry))
+    # isolate tests from other installed plugins' own entries unless the test asks for them
+    path.write_text(yaml.safe_dump({"plugin_entries": False, **registry}))
     settings = load_settings().with_overrides(registry=path)
     reg = load_registry(default_catalog(), path)
     return Factory(catalog=default_catalog(), registry=reg, settings=settings, device=device,

@@ -1,0 +1,1 @@
+"""A Gabor-energy V1 model packaged as a third-party harness plugin."""
