@@ -68,6 +68,11 @@ def score_rows(job_id: str, subject: str, scores: list[Score]) -> list[dict[str,
     ]
 
 
+def unit_score_rows(job_id: str, scores: list[Score]) -> list[dict[str, Any]]:
+    return [{"job_id": job_id, "metric": s.metric, "roi": s.roi, "unit": str(u), "value": float(v)}
+            for s in scores for u, v in s.units.items()]
+
+
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -145,9 +150,15 @@ class Runner:
             head = f.build(job.head)
             assert isinstance(head, Head)
             live = LIVE_BACKBONE in head.spec.consumes
+            report = f.progress
+
+            def head_progress(what: str, frac: float) -> None:
+                if report is not None:
+                    report(f"fit {job.head.name} on {job.backbone.name}/{job.dataset.name}", round(100 * frac), 100)
+
             out = head.fit_predict(
                 HeadInput(targets=targets, stimuli=stimuli, tokens=tokens, backbone=backbone if live else None,
-                          device=f.device, seed=f.seed)
+                          device=f.device, seed=f.seed, progress=head_progress)
             )
             scores: list[Score] = []
             for m in job.metrics:
@@ -162,9 +173,10 @@ class Runner:
             log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
             self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0)
             return
-        row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens,
-                            int(out.info.get("n_excluded", 0)))
-        self.store.write_job(row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out))
+        n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
+        row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
+        self.store.write_job(row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
+                             unit_score_rows(job.job_id, scores))
         summary.done += 1
         self.progress(job.label, 1, 1)
 
