@@ -7,6 +7,7 @@ Every user error prints one line and exits with a meaningful code:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,11 @@ def _global(
 ) -> None:
     state.quiet, state.verbose = quiet, verbose
     state.home, state.data_root, state.db, state.registry = home, data_root, db, registry
+    # plugins read settings through the environment too (e.g. derived backbones under HARNESS_HOME)
+    for var, value in (("HARNESS_HOME", home), ("HARNESS_DATA_ROOT", data_root), ("HARNESS_DB", db),
+                       ("HARNESS_REGISTRY", registry)):
+        if value is not None:
+            os.environ[var] = str(Path(value).expanduser().resolve())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -122,12 +128,17 @@ def list_cmd(kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="b
     console.print(e)
 
 
-def _plan(all_: bool, backbone, head, dataset, metric, factory):  # noqa: ANN001, ANN202
+def _plan(all_: bool, backbone, head, dataset, metric, factory, everything: bool = False):  # noqa: ANN001, ANN202
     from harness.plan import make_plan
 
-    if not all_ and not (backbone or head or dataset):
-        raise HarnessError("say what to run: --all, or a subset with -b/-H/-d")
-    return make_plan(factory, backbones=_split(backbone), heads=_split(head), datasets=_split(dataset), metrics=_split(metric))
+    if not (all_ or everything) and not (backbone or head or dataset):
+        raise HarnessError("say what to run: --all, --everything, or a subset with -b/-H/-d")
+    return make_plan(factory, backbones=_split(backbone), heads=_split(head), datasets=_split(dataset),
+                     metrics=_split(metric), everything=everything)
+
+
+Everything = Annotated[bool, typer.Option("--everything", help="Like --all, plus entries marked in_all: false "
+                                          "(ablations, extra sessions, larger nets).")]
 
 
 Sel = Annotated[Optional[list[str]], typer.Option()]
@@ -141,12 +152,13 @@ def plan(
     dataset: Annotated[Optional[list[str]], typer.Option("-d", "--dataset")] = None,
     metric: Annotated[Optional[list[str]], typer.Option("-m", "--metric")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
+    everything: Everything = False,
 ) -> None:
     """What would run, what is already done, and what is skipped (with the reason)."""
     from harness.store import Store
 
     f = _factory(random_init=random_init)
-    p = _plan(all_, backbone, head, dataset, metric, f)
+    p = _plan(all_, backbone, head, dataset, metric, f, everything)
     store = Store(f.settings.db)
     done = store.finished_jobs() if f.settings.db.exists() else set()
     t = Table(title=f"plan: {len(p.jobs)} jobs ({sum(j.job_id in done for j in p.jobs)} done)")
@@ -180,6 +192,8 @@ def run(
     random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
     batch_size: Annotated[Optional[int], typer.Option(help="Extraction batch size.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast) extraction.")] = None,
+    finetune: Annotated[Optional[list[str]], typer.Option("--finetune", help="Cross base backbones (-b, default all) with their derived backbones fine-tuned on TASK; prints finetune_deltas.")] = None,
+    everything: Everything = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -190,7 +204,13 @@ def run(
 
     dev = resolve_device(device)
     f = _factory(device=dev, random_init=random_init, batch_size=batch_size, precision=precision)
-    p = _plan(all_, backbone, head, dataset, metric, f)
+    ft_skips: list = []
+    if finetune:  # each base backbone followed by its derived (fine-tuned) backbones: see harness/cli_finetune.py
+        from harness.cli_finetune import select_finetuned
+
+        backbone, ft_skips = select_finetuned(f, _split(finetune) or [], _split(backbone))
+    p = _plan(all_, backbone, head, dataset, metric, f, everything)
+    p.skipped.extend(ft_skips)
     if not state.quiet:
         _print_skips(p)
     store = Store(f.settings.db)
@@ -219,6 +239,10 @@ def run(
             console.print(f"[red]failed[/red] {label}: {err}")
         if summary.done or summary.cached:
             _show(store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank"), "leaderboard")
+            if finetune:
+                from harness.cli_finetune import show_deltas
+
+                show_deltas(f.settings.db, _split(finetune) or [])
     if summary.failed:
         raise typer.Exit(1)
 
@@ -304,6 +328,10 @@ def cache_clear(key: Annotated[Optional[str], typer.Argument(help="Key prefix; a
 
 
 # Sub-commands that live in their own modules register here (one import line each).
+import harness.cli_data  # noqa: E402,F401  (harness data status|fetch|ceiling)
+import harness.cli_finetune  # noqa: E402,F401  (harness finetune)
+from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
+app.add_typer(weights_app, name="weights")
 
 
 def main() -> None:

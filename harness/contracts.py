@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
     from PIL import Image
 
     from harness.cache import TokenStore
+    from harness.fetch import FetchPlan
     from harness.settings import Settings
 
 
@@ -39,6 +40,8 @@ class BuildContext:
     seed: int = 0
     #: lets a dataset generate targets from another registry backbone's cached tokens
     tokens_for: Callable[[str, "Stimuli"], "TokenStore"] | None = None
+    #: lets a dataset reuse another registry dataset's stimuli (e.g. a synthetic brain on real images)
+    stimuli_for: Callable[[str], "Stimuli"] | None = None
 
     @property
     def random_init(self) -> bool:
@@ -165,6 +168,9 @@ class VoxelTargets:
     repeats: np.ndarray | None = None  #: stimuli × repeats × voxels, NaN for missing repeats
     noise_ceiling_r: np.ndarray | None = None  #: per-voxel ceiling on the Pearson-r scale
     roi_levels: dict[str, float] = field(default_factory=dict)  #: ideal hierarchy level per ROI
+    #: voxels the dataset dropped before handing them over (e.g. NaN responses); the runner
+    #: adds this to the job's ``n_excluded`` so no exclusion goes unrecorded
+    n_excluded: int = 0
     kind: ClassVar[str] = "voxels"
 
     def validate(self, n_stimuli: int, where: str) -> None:
@@ -193,15 +199,26 @@ class RDMTargets:
     rdms: dict[str, np.ndarray]
     subject_ids: list[str]
     roi_levels: dict[str, float] = field(default_factory=dict)
+    #: ROI → indices of the stimuli its RDMs span, for datasets that join image sets (e.g. the
+    #: Algonauts 92 + 118 sets: "92/IT" spans the first 92); ROIs not listed span all stimuli.
+    #: RDM heads build each ROI's model RDM over ``stimuli_of(roi, n)``.
+    stimulus_idx: dict[str, np.ndarray] = field(default_factory=dict)
     kind: ClassVar[str] = "rdms"
+
+    def stimuli_of(self, roi: str, n_stimuli: int) -> np.ndarray:
+        idx = self.stimulus_idx.get(roi)
+        return np.arange(n_stimuli) if idx is None else np.asarray(idx)
 
     def validate(self, n_stimuli: int, where: str) -> None:
         for roi, r in self.rdms.items():
             w = f"{where}: ROI {roi!r}"
             if r.ndim != 3 or r.shape[1] != r.shape[2]:
                 raise DataError(f"{w}: RDMs must be subjects×N×N (square), got shape {r.shape}")
-            if r.shape[1] != n_stimuli:
-                raise DataError(f"{w}: RDM size {r.shape[1]} but {n_stimuli} stimuli")
+            idx = self.stimuli_of(roi, n_stimuli)
+            if len(idx) and (idx.min() < 0 or idx.max() >= n_stimuli or len(np.unique(idx)) != len(idx)):
+                raise DataError(f"{w}: stimulus_idx must be distinct indices below {n_stimuli}")
+            if r.shape[1] != len(idx):
+                raise DataError(f"{w}: RDM size {r.shape[1]} but {len(idx)} stimuli")
             if r.shape[0] != len(self.subject_ids):
                 raise DataError(f"{w}: {r.shape[0]} RDMs but {len(self.subject_ids)} subject ids")
             _finite_or_raise(r, w)
@@ -240,6 +257,10 @@ class Dataset(Plugin):
     def digest(self) -> str:
         """Identity of the data for job keys; defaults to the stimuli digest."""
         return self.stimuli().digest
+
+    def fetch_plan(self) -> "FetchPlan | None":
+        """The public files of this entry and where they go (``harness data fetch``); None: not downloadable."""
+        return None
 
 
 # ----------------------------------------------------------------------------- head
@@ -296,6 +317,8 @@ class Score:
     p_value: float | None = None
     subject: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per-unit values behind the summary (unit id → value, e.g. each voxel's r); stored in ``unit_scores``
+    units: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ class Factory:
         cls = self.catalog.get(entry.kind, entry.plugin)
         check_requirements(cls.spec, entry.name)
         args = validate_args(entry, cls)
-        ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for)
+        ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
+                           stimuli_for=self.stimuli_of)
         return cls(args, ctx)
 
     def backbone(self, name: str) -> Backbone:
@@ -57,6 +58,10 @@ class Factory:
         ds = self.build(self.registry.get(name, "dataset"))
         assert isinstance(ds, Dataset)
         return ds
+
+    def stimuli_of(self, dataset_name: str) -> Stimuli:
+        """Another registry dataset's stimuli (a synthetic brain may be generated on real images)."""
+        return self.dataset(dataset_name).stimuli()
 
     def tokens_for(self, backbone_name: str, stimuli: Stimuli) -> "TokenStore":
         from harness.cache import TokenCache

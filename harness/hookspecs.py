@@ -39,3 +39,13 @@ def harness_registry() -> list[Path | dict[str, Any]]:
     ``heads``, ``metrics``, ``datasets``) and add named entries to the zoo. The
     project's own ``registry.yaml`` wins on a name clash.
     """
+
+
+@hookspec
+def harness_tasks() -> list[type]:
+    """Return labelled-image task classes for ``harness finetune --task`` (see :mod:`harness.finetune.tasks`).
+
+    Each class subclasses ``harness.finetune.tasks.Task`` and carries a ``spec: TaskSpec``.
+    Tasks are kept out of the registry's four kinds because they hold class labels, not
+    brain targets: they feed fine-tuning, never the backbone × head × dataset plan.
+    """

@@ -54,9 +54,9 @@ def job_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str) -> list[RegistryEntry]:
+def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str, everything: bool = False) -> list[RegistryEntry]:
     if not names:
-        return [e for e in entries if e.in_all]
+        return [e for e in entries if e.in_all or everything]
     by = {e.name: e for e in entries}
     unknown = [n for n in names if n not in by]
     if unknown:
@@ -70,13 +70,15 @@ def make_plan(
     heads: list[str] | None = None,
     datasets: list[str] | None = None,
     metrics: list[str] | None = None,
+    everything: bool = False,
 ) -> Plan:
+    """``everything`` also takes entries marked ``in_all: false`` (ablations, big models, extra sessions)."""
     reg, cat = factory.registry, factory.catalog
     plan = Plan()
-    bbs = _select(reg.of_kind("backbone"), backbones, "backbone")
-    hds = _select(reg.of_kind("head"), heads, "head")
-    dss = _select(reg.of_kind("dataset"), datasets, "dataset")
-    mts = _select(reg.of_kind("metric"), metrics, "metric")
+    bbs = _select(reg.of_kind("backbone"), backbones, "backbone", everything)
+    hds = _select(reg.of_kind("head"), heads, "head", everything)
+    dss = _select(reg.of_kind("dataset"), datasets, "dataset", everything)
+    mts = _select(reg.of_kind("metric"), metrics, "metric", everything)
 
     ok_bbs: list[RegistryEntry] = []
     for e in bbs:

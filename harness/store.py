@@ -145,7 +145,8 @@ class Store:
                 "args::JSON, meta::JSON, now() FROM new_entries"
             )
 
-    def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]]) -> None:
+    def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]],
+                  unit_scores: list[dict[str, Any]] | None = None) -> None:
         """Replace everything of this job atomically: a rerun never duplicates rows."""
         job = dict(job)
         job["config"] = json.dumps(job["config"], sort_keys=True, default=str)
@@ -161,9 +162,12 @@ class Store:
         )
         seldf["layer_index"] = seldf["layer_index"].astype("Int64")
         seldf["n_layers"] = seldf["n_layers"].astype("Int64")
+        unit_cols = ["job_id", "metric", "roi", "unit", "value"]
+        udf = pd.DataFrame(unit_scores or [], columns=unit_cols).astype(
+            {"metric": "string", "roi": "string", "unit": "string", "value": "float64"})
         with self._write() as con:
             jid = job["job_id"]
-            for table in ("scores", "selections", "jobs"):
+            for table in ("scores", "selections", "unit_scores", "jobs"):
                 con.execute(f"DELETE FROM {table} WHERE job_id = ?", [jid])
             con.register("job_df", job_df)
             con.execute(
@@ -176,6 +180,9 @@ class Store:
             if len(seldf):
                 con.register("sel_df", seldf)
                 con.execute(f"INSERT INTO selections SELECT {', '.join(sel_cols)} FROM sel_df")
+            if len(udf):
+                con.register("unit_df", udf)
+                con.execute(f"INSERT INTO unit_scores SELECT {', '.join(unit_cols)} FROM unit_df")
 
     # ------------------------------------------------------------------ reading
     def finished_jobs(self) -> set[str]:

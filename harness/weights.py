@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from harness.errors import WeightsMissingError
 
 if TYPE_CHECKING:
+    import torch
+
     from harness.settings import Settings
 
 
@@ -89,23 +91,52 @@ def _torch_hub_cached(src: WeightSource) -> Path | None:
     return p if p.is_file() else None
 
 
+@lru_cache(maxsize=32)
+def reachable(host: str, timeout: float = 2.0) -> bool:
+    """Whether ``host:443`` accepts a connection: saves minutes of client retries on a machine with no route out."""
+    import socket
+
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download_hosts(src: WeightSource) -> list[str]:
+    from urllib.parse import urlparse
+
+    hosts = ["huggingface.co"] if (src.hf_repo and src.hf_file) else []
+    if src.url and urlparse(src.url).hostname:
+        hosts.append(str(urlparse(src.url).hostname))
+    return hosts
+
+
+def downloadable(src: WeightSource) -> bool:
+    """Online (not ``HF_HUB_OFFLINE``/``HARNESS_OFFLINE``) and a host of ``src`` is reachable now."""
+    return not offline() and any(reachable(h) for h in _download_hosts(src))
+
+
 def _download(src: WeightSource) -> Path | None:
     if offline():
         return None
-    try:
-        if src.hf_repo and src.hf_file:
+    if src.hf_repo and src.hf_file and reachable("huggingface.co"):
+        try:
             from huggingface_hub import hf_hub_download
 
             return Path(hf_hub_download(src.hf_repo, src.hf_file, revision=src.revision))
-        if src.url:
+        except Exception:  # noqa: BLE001 - any network failure falls through to the next source / the clear error
+            pass
+    if src.url and all(reachable(h) for h in _download_hosts(WeightSource(url=src.url))):
+        try:
             import torch.hub
 
             dst = Path(torch.hub.get_dir()) / "checkpoints" / Path(src.url).name
             dst.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(src.url, str(dst), progress=False)
             return dst
-    except Exception:  # noqa: BLE001 - any network failure falls through to the one clear error below
-        return None
+        except Exception:  # noqa: BLE001
+            return None
     return None
 
 
@@ -113,10 +144,15 @@ def where_to_put(src: WeightSource, settings: "Settings | None") -> str:
     roots = weights_roots(settings)
     target = f"{roots[0] / src.filename}" if (roots and src.filename) else "a local file (set args.weights)"
     extra = f" or the HF hub cache of {src.hf_repo}/{src.hf_file}" if src.hf_repo else ""
+    if src.url:
+        import torch.hub
+
+        extra += f" or {Path(torch.hub.get_dir()) / 'checkpoints' / Path(src.url).name}"
     return f"put it at {target}{extra}"
 
 
-def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", explicit: str | None = None) -> Path:
+def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", explicit: str | None = None,
+                    download: bool = True) -> Path:
     """Return a local weights file for ``entry`` or raise one :class:`WeightsMissingError` line."""
     if explicit:
         p = Path(explicit).expanduser()
@@ -127,7 +163,7 @@ def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", 
         for root in weights_roots(settings):
             if (root / src.filename).is_file():
                 return check_sha256(root / src.filename, src.sha256, entry)
-    for finder in (_hf_cached, _torch_hub_cached, _download):
+    for finder in (_hf_cached, _torch_hub_cached, _download) if download else (_hf_cached, _torch_hub_cached):
         hit = finder(src)
         if hit is not None and hit.is_file():
             return check_sha256(hit, src.sha256, entry)
@@ -136,6 +172,19 @@ def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", 
         f"backbone {entry!r}: weights {what} not available offline; {where_to_put(src, settings)}, "
         "or use --random-init"
     )
+
+
+def weights_unavailable(entry: str, src: WeightSource, settings: "Settings | None",
+                        explicit: str | None = None) -> str | None:
+    """The cheap check behind ``Backbone.unavailable_reason``: no hashing, no download.
+
+    None when the file is local or can be downloaded right now; else the one-line reason.
+    """
+    try:
+        resolve_weights(entry, WeightSource(**{**src.__dict__, "sha256": None}), settings, explicit, download=False)
+    except WeightsMissingError as exc:
+        return None if (not explicit and downloadable(src)) else str(exc)
+    return None
 
 
 def resolve_snapshot(entry: str, hf_repo: str, revision: str | None, settings: "Settings | None",
@@ -169,3 +218,84 @@ def resolve_snapshot(entry: str, hf_repo: str, revision: str | None, settings: "
         f"backbone {entry!r}: model {hf_repo} not available offline; put its from_pretrained folder at {where} "
         "or in the HF hub cache, or use --random-init"
     )
+
+
+def load_state_dict(path: Path, entry: str) -> dict:
+    """Read a state_dict safely: safetensors, or a torch pickle restricted to tensors (``weights_only``).
+
+    Training checkpoints that wrap the weights (``{'state_dict': …}`` or ``{'model': …}``) are unwrapped,
+    so callers see plain ``name → tensor`` mappings whatever the file's origin.
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        import torch
+
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt/unsafe files all become one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsMissingError(f"backbone {entry!r}: cannot read weights {path}: {first}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsMissingError(f"backbone {entry!r}: {path} holds a {type(obj).__name__}, not a state_dict")
+    return obj
+
+
+def load_strict(net: "torch.nn.Module", sd: dict, entry: str, path: Path) -> None:
+    """``load_state_dict(strict=True)`` whose failure is one line naming the file and the first mismatches."""
+    unexpected: list[str] = []
+    shapes: list[str] = []
+    own = net.state_dict()
+    for k, t in sd.items():
+        if k not in own:
+            unexpected.append(k)
+        elif tuple(own[k].shape) != tuple(t.shape):
+            shapes.append(f"{k} {tuple(t.shape)}≠{tuple(own[k].shape)}")
+    # BatchNorm step counters carry no weights; checkpoints saved before torch 0.4.1 lack them
+    sd = {**{k: own[k] for k in own if k.endswith("num_batches_tracked") and k not in sd}, **sd}
+    missing = [k for k in own if k not in sd]
+    if missing or unexpected or shapes:
+        parts = [f"{len(v)} {what} (first: {v[0]})" for what, v in
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if v]
+        raise WeightsMissingError(f"backbone {entry!r}: {path} does not fit the architecture: {'; '.join(parts)}")
+    net.load_state_dict(sd, strict=True)
+
+
+def local_snapshot(hf_repo: str, revision: str | None, settings: "Settings | None",
+                   marker: str = "config.json") -> Path | None:
+    """A ``from_pretrained`` folder already on this machine (weights roots, then the HF hub cache); never downloads.
+
+    ``marker`` is the file that makes a folder complete: ``config.json`` for a model,
+    ``model_index.json`` for a diffusers pipeline.
+    """
+    name = hf_repo.replace("/", "--")
+    for root in weights_roots(settings):
+        if (root / name / marker).is_file():
+            return root / name
+    try:
+        from huggingface_hub import snapshot_download
+
+        p = Path(snapshot_download(hf_repo, revision=revision, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached locally (or huggingface_hub absent)
+        return None
+    return p if (p / marker).is_file() else None
+
+
+def snapshot_unavailable(entry: str, hf_repo: str, revision: str | None, settings: "Settings | None",
+                         explicit: str | None = None, marker: str = "config.json") -> str | None:
+    """The cheap check behind ``unavailable_reason`` for snapshot-loaded backbones: no download, no network wait."""
+    if explicit:
+        p = Path(explicit).expanduser()
+        return None if (p / marker).is_file() else f"backbone {entry!r}: model folder {p} has no {marker} (args.weights)"
+    if local_snapshot(hf_repo, revision, settings, marker) is not None:
+        return None
+    if downloadable(WeightSource(hf_repo=hf_repo, hf_file=marker, revision=revision)):
+        return None
+    roots = weights_roots(settings)
+    where = roots[0] / hf_repo.replace("/", "--") if roots else Path(hf_repo.replace("/", "--"))
+    return (f"backbone {entry!r}: model {hf_repo} not available offline; put its from_pretrained folder "
+            f"(with {marker}) at {where} or in the HF hub cache, or use --random-init")

@@ -130,7 +130,7 @@ def test_sql_is_read_only(setup) -> None:  # noqa: ANN001
     "mutate, match",
     [
         ("count", "RDM size 12 but 11 stimuli"),
-        ("square", "square"),
+        ("square", "expected subjects×N×N"),
         ("asym", "not symmetric"),
         ("corrupt", "corrupt or unreadable image"),
     ],

@@ -1,56 +1,207 @@
-"""Algonauts 2019 fMRI RDMs (Cichy et al.): the 92- and 118-image training sets.
+"""Algonauts 2019 (Cichy et al.): fMRI and MEG RDMs of the 92-, 118- and 78-image sets.
 
-Layout under ``<root>``: ``images/*.jpg`` (name-sorted = RDM order) and either
-``rdms.npz`` (EVC, IT: subjects × N × N) or the original ``target_fmri.mat``
-(MATLAB v7.3, ``EVC_RDMs``/``IT_RDMs``).
+Layout of one set's folder (``$HARNESS_DATA_ROOT/cichy92``, ``cichy118``, ``cichy78``)::
+
+    images/*.jpg                 name order = RDM order   (or <N>images.mat: visual_stimuli.names/.pixels)
+    rdms.npz                     EVC, IT: subjects × N × N (derived, numpy only)   (or ↓)
+    target_fmri.mat              EVC_RDMs, IT_RDMs: MATLAB subjects × N × N (v7.3 or v5)
+    target_meg.mat               MEG_RDMs_early, MEG_RDMs_late: MATLAB subjects × sessions × N × N
+    MEG_decoding_RDMs.mat        optional, time-resolved: MATLAB subjects × sessions × time × N × N
+                                 (decoding accuracy, diagonal NaN; time 0 = −100 ms, 1 ms steps)
+
+ROIs: fMRI ``EVC``, ``IT``; MEG ``MEG_early``, ``MEG_late`` (sessions averaged unless
+``meg_sessions`` picks one) and ``MEG_t<ms>`` for time windows of the time-resolved file.
+As in the challenge, EVC pairs with early and IT with late MEG: they share a hierarchy
+level. ``sets=("92", "118")`` joins image sets in one job: the stimuli are concatenated and
+each ROI is named ``<set>/<roi>`` with :attr:`RDMTargets.stimulus_idx` naming its block.
+Noise ceilings: :func:`harness.ceilings.noise_ceiling_rdm` (lower: each subject vs the mean
+of the others; upper: vs the mean of all; squared Spearman r), see :meth:`noise_ceilings`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
 from harness.contracts import Dataset, RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
+from harness_datasets.matfiles import read_mat_arrays, read_visual_stimuli
+from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
 
-LAYOUT = "<root>/images/*.jpg and <root>/rdms.npz (or target_fmri.mat with EVC_RDMs, IT_RDMs)"
+if TYPE_CHECKING:
+    from harness.fetch import FetchPlan
+
+SetName = Literal["92", "118", "78"]
+SET_FOLDERS: dict[str, str] = {"92": "cichy92", "118": "cichy118", "78": "cichy78"}
+LAYOUT = ("<root>/images/*.jpg (or <N>images.mat with visual_stimuli.names/pixels); fMRI: rdms.npz (EVC, IT: "
+          "subjects×N×N) or target_fmri.mat (EVC_RDMs, IT_RDMs); MEG: target_meg.mat (MEG_RDMs_early, MEG_RDMs_late: "
+          "subjects×sessions×N×N); optional MEG_decoding_RDMs.mat (subjects×sessions×time×N×N)")
+MEG_WINDOWS = {"early": "MEG_early", "late": "MEG_late"}
+#: EVC ↔ early MEG, IT ↔ late MEG, as the challenge paired them
+LEVELS = {"EVC": 0.0, "MEG_early": 0.0, "IT": 1.0, "MEG_late": 1.0}
+TIME_FILE, TIME_KEY = "MEG_decoding_RDMs.mat", "MEG_decoding_RDMs"
 
 
 class AlgonautsArgs(PluginArgs):
-    set: Literal["92", "118"] = "92"
-    #: folder of the set; default ``$HARNESS_DATA_ROOT/cichy92`` (or ``cichy118``)
+    set: SetName = "92"
+    #: join several sets in one job (overrides ``set``); ROIs become ``<set>/<roi>``
+    sets: tuple[SetName, ...] = ()
+    #: folder of the set; default ``$HARNESS_DATA_ROOT/cichy92`` (``cichy118``, ``cichy78``)
     root: str | None = None
+    #: per-set folders when joining sets
+    roots: dict[str, str] = Field(default_factory=dict)
+    modalities: tuple[Literal["fmri", "meg"], ...] = ("fmri",)
     rois: tuple[str, ...] = ("EVC", "IT")
+    meg_windows: tuple[Literal["early", "late"], ...] = ("early", "late")
+    meg_sessions: Literal["mean", "1", "2"] = "mean"
+    #: start times (ms) of time-resolved MEG ROIs ``MEG_t<ms>``; needs MEG_decoding_RDMs.mat
+    meg_times_ms: tuple[float, ...] = ()
+    meg_window_ms: float = 10.0
+    meg_time0_ms: float = -100.0
+    meg_dt_ms: float = 1.0
 
 
-def read_target_mat(path: Path, rois: tuple[str, ...]) -> dict[str, np.ndarray]:
-    import h5py
+# ----------------------------------------------------------------------------- readers
+def _check_rdm_stack(a: np.ndarray, path: Path, key: str, ndim: int, layout: str) -> np.ndarray:
+    if a.ndim != ndim or a.shape[-1] != a.shape[-2]:
+        raise DataError(f"{path}: {key} has shape {a.shape}, expected {layout}")
+    return a
 
+
+def read_fmri_rdms(root: Path, rois: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """ROI → subjects × N × N from ``rdms.npz`` or ``target_fmri.mat``."""
+    npz = root / "rdms.npz"
+    if npz.is_file():
+        with np.load(npz, allow_pickle=False) as z:
+            missing = [r for r in rois if r not in z.files]
+            if missing:
+                raise DataError(f"{npz}: no arrays {missing} (found {z.files}); expected {LAYOUT}")
+            return {r: _check_rdm_stack(np.asarray(z[r], np.float64), npz, r, 3, "subjects×N×N") for r in rois}
+    mat = root / "target_fmri.mat"
+    if not mat.is_file():
+        raise DataError(f"{root}: no rdms.npz or target_fmri.mat (expected {LAYOUT})")
+    arrays = read_mat_arrays(mat, tuple(f"{r}_RDMs" for r in rois), "EVC_RDMs/IT_RDMs, subjects×N×N")
+    return {r: _check_rdm_stack(arrays[f"{r}_RDMs"].astype(np.float64), mat, f"{r}_RDMs", 3, "subjects×N×N") for r in rois}
+
+
+def read_meg_rdms(path: Path, windows: tuple[str, ...] = ("early", "late")) -> dict[str, np.ndarray]:
+    """Window → subjects × sessions × N × N from ``target_meg.mat`` (2 sessions in the challenge files)."""
+    keys = tuple(f"MEG_RDMs_{w}" for w in windows)
+    arrays = read_mat_arrays(path, keys, "MEG_RDMs_early/MEG_RDMs_late, subjects×sessions×N×N")
     out = {}
-    try:
-        with h5py.File(path, "r") as f:
-            for roi in rois:
-                key = f"{roi}_RDMs"
-                if key not in f:
-                    raise DataError(f"{path}: no dataset {key!r} (found {sorted(f.keys())})")
-                # MATLAB stores column-major: h5py sees (N, N, S); RDMs are symmetric so only the axis order matters
-                out[roi] = np.asarray(f[key], dtype=np.float64).transpose(2, 0, 1)
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable MATLAB v7.3 file ({exc})") from exc
+    for w, k in zip(windows, keys, strict=True):
+        a = arrays[k].astype(np.float64)
+        if a.ndim == 3:  # a file without a session axis
+            a = a[:, None]
+        out[w] = _check_rdm_stack(a, path, k, 4, "subjects×sessions×N×N")
     return out
 
 
+def _pick_sessions(a: np.ndarray, sessions: str, path: Path) -> np.ndarray:
+    """subjects × sessions × … → subjects × …, averaging sessions or taking one."""
+    if sessions == "mean":
+        return a.mean(1)
+    s = int(sessions) - 1
+    if s >= a.shape[1]:
+        raise DataError(f"{path}: session {sessions} asked for but the file has {a.shape[1]}")
+    return a[:, s]
+
+
+def meg_times(n_time: int, time0_ms: float = -100.0, dt_ms: float = 1.0) -> np.ndarray:
+    """Time (ms) of each sample of the time-resolved MEG RDMs."""
+    return time0_ms + dt_ms * np.arange(n_time)
+
+
+def read_meg_time_windows(path: Path, starts_ms: tuple[float, ...], window_ms: float, sessions: str = "mean",
+                          time0_ms: float = -100.0, dt_ms: float = 1.0) -> dict[float, np.ndarray]:
+    """Start time → subjects × N × N: time-resolved MEG RDMs averaged over [t, t + window).
+
+    Reads only the asked time samples of ``MEG_decoding_RDMs`` (the full file is GBs);
+    the undefined diagonal (NaN) becomes 0.
+    """
+    import h5py
+
+    from harness_datasets.matfiles import is_hdf5
+
+    if not path.is_file():
+        raise DataError(f"{path}: missing (time-resolved MEG RDMs; expected {LAYOUT})")
+    if not is_hdf5(path):
+        arr = read_mat_arrays(path, (TIME_KEY,), "MEG_decoding_RDMs subjects×sessions×time×N×N")[TIME_KEY]
+        get = lambda sl: arr[:, :, sl]
+        shape = arr.shape
+        f = None
+    else:
+        f = h5py.File(path, "r")
+        if TIME_KEY not in f:
+            f.close()
+            raise DataError(f"{path}: no {TIME_KEY!r}; expected {LAYOUT}")
+        ds = f[TIME_KEY]  # HDF5 axes reversed: N × N × time × sessions × subjects
+        shape = ds.shape[::-1]
+
+        def get(sl: slice) -> np.ndarray:
+            a = np.asarray(ds[:, :, sl, :, :], dtype=np.float64)
+            return a.transpose(4, 3, 2, 1, 0)
+
+    try:
+        if len(shape) != 5 or shape[-1] != shape[-2]:
+            raise DataError(f"{path}: {TIME_KEY} has shape {shape}, expected subjects×sessions×time×N×N")
+        times = meg_times(shape[2], time0_ms, dt_ms)
+        out = {}
+        for t in starts_ms:
+            sel = np.flatnonzero((times >= t) & (times < t + window_ms))
+            if sel.size == 0:
+                raise DataError(f"{path}: no MEG samples in [{t}, {t + window_ms}) ms (data span {times[0]}…{times[-1]} ms)")
+            block = get(slice(int(sel[0]), int(sel[-1]) + 1))  # S × sessions × T × N × N
+            n = block.shape[-1]
+            block[..., np.arange(n), np.arange(n)] = 0.0  # the undefined diagonal
+            rdm = _pick_sessions(block.mean(axis=2), sessions, path)
+            out[t] = (rdm + rdm.transpose(0, 2, 1)) / 2
+    finally:
+        if f is not None:
+            f.close()
+    return out
+
+
+def read_set_stimuli(root: Path, set_name: str) -> Stimuli:
+    """``images/*.jpg`` when present, else ``<N>images.mat`` (any ``*images.mat``)."""
+    img_dir = root / "images"
+    if img_dir.is_dir():
+        paths = image_files(img_dir, LAYOUT)
+        return Stimuli.from_files(paths, ids=[p.name for p in paths])
+    mats = [root / f"{set_name}images.mat"] if (root / f"{set_name}images.mat").is_file() else sorted(root.glob("*images.mat"))
+    if not mats:
+        raise DataError(f"{img_dir}: missing, and no {set_name}images.mat in {root} (expected {LAYOUT})")
+    names, pixels = read_visual_stimuli(mats[0])
+    return stimuli_from_arrays(pixels, names, str(mats[0]))
+
+
+def concat_stimuli(parts: list[tuple[str, Stimuli]]) -> Stimuli:
+    """One stimulus list from several, ids prefixed ``<set>/``."""
+    offsets = np.cumsum([0] + [len(s) for _, s in parts])
+    ids = tuple(f"{p}/{i}" for p, s in parts for i in s.ids)
+    digest = hashlib.sha256("".join(f"{p}:{s.digest};" for p, s in parts).encode()).hexdigest()
+
+    def load(i: int):
+        k = int(np.searchsorted(offsets, i, side="right") - 1)
+        return parts[k][1].load(i - int(offsets[k]))
+
+    return Stimuli(ids=ids, load=load, digest=digest)
+
+
+# ----------------------------------------------------------------------------- plugin
 class Algonauts2019(Dataset):
     spec = PluginSpec(
         id="algonauts2019",
         kind="dataset",
-        version="1",
-        summary="Algonauts 2019 fMRI RDMs (EVC, IT; 15 subjects), 92- or 118-image set",
+        version="2",
+        summary="Algonauts 2019 RDMs: fMRI (EVC, IT) and MEG (early, late, time-resolved); 92/118/78 sets, joinable",
         args=AlgonautsArgs,
         produces=frozenset({RDMS}),
     )
@@ -58,70 +209,144 @@ class Algonauts2019(Dataset):
     target_kind = "rdms"  # type: ignore[assignment]
 
     @property
-    def root(self) -> Path:
-        if self.args.root:
-            return Path(self.args.root).expanduser()
+    def set_names(self) -> tuple[str, ...]:
+        return tuple(self.args.sets) or (self.args.set,)
+
+    @property
+    def joined(self) -> bool:
+        return len(self.set_names) > 1
+
+    def set_root(self, set_name: str) -> Path:
+        a = self.args
+        explicit = a.roots.get(set_name) or (a.root if not self.joined else None)
+        if explicit:
+            return Path(explicit).expanduser()
         dr = self.ctx.settings.data_root
         if dr is None:
-            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set (expected {LAYOUT})")
-        return Path(dr) / f"cichy{self.args.set}"
+            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set (expected "
+                            f"$HARNESS_DATA_ROOT/{SET_FOLDERS[set_name]} with {LAYOUT})")
+        return Path(dr) / SET_FOLDERS[set_name]
+
+    @property
+    def root(self) -> Path:
+        return self.set_root(self.set_names[0])
+
+    def _target_files(self, root: Path) -> list[Path]:
+        files: list[Path] = []
+        if "fmri" in self.args.modalities:
+            npz, mat = root / "rdms.npz", root / "target_fmri.mat"
+            files.append(npz if npz.is_file() else mat)
+        if "meg" in self.args.modalities:
+            if self.args.meg_windows:
+                files.append(root / "target_meg.mat")
+            if self.args.meg_times_ms:
+                files.append(root / TIME_FILE)
+        return files
 
     def unavailable_reason(self) -> str | None:
-        try:
-            root = self.root
-        except DataError as exc:
-            return str(exc)
-        if not (root / "images").is_dir():
-            return f"{root / 'images'}: missing (expected {LAYOUT})"
-        if not (root / "rdms.npz").is_file() and not (root / "target_fmri.mat").is_file():
-            return f"{root}: no rdms.npz or target_fmri.mat (expected {LAYOUT})"
+        for s in self.set_names:
+            try:
+                root = self.set_root(s)
+            except DataError as exc:
+                return str(exc)
+            if not root.is_dir():
+                return f"{root}: missing (expected {LAYOUT})"
+            if not (root / "images").is_dir() and not list(root.glob("*images.mat")):
+                return f"{root / 'images'}: missing, and no *images.mat (expected {LAYOUT})"
+            for p in self._target_files(root):
+                if not p.is_file():
+                    alt = " or rdms.npz" if p.name == "target_fmri.mat" else ""
+                    return f"{p}{alt}: missing (expected {LAYOUT})"
         return None
-
-    def _image_paths(self) -> list[Path]:
-        paths = sorted((self.root / "images").glob("*.jpg"))
-        if not paths:
-            raise DataError(f"{self.root / 'images'}: no .jpg images (expected {LAYOUT})")
-        return paths
 
     @cached_property
     def _stimuli(self) -> Stimuli:
-        paths = self._image_paths()
-        return Stimuli.from_files(paths, ids=[p.name for p in paths])
+        parts = [(s, read_set_stimuli(self.set_root(s), s)) for s in self.set_names]
+        return concat_stimuli(parts) if self.joined else parts[0][1]
 
     def stimuli(self) -> Stimuli:
         return self._stimuli
 
     def subjects(self) -> list[str]:
-        # One job over all subjects: the RSA head chooses layers leave-one-subject-out
+        # One job over all subjects: RSA heads choose layers leave-one-subject-out
         return ["all"]
 
+    def _set_rdms(self, set_name: str) -> dict[str, np.ndarray]:
+        a, root = self.args, self.set_root(set_name)
+        out: dict[str, np.ndarray] = {}
+        if "fmri" in a.modalities:
+            out.update(read_fmri_rdms(root, a.rois))
+        if "meg" in a.modalities:
+            path = root / "target_meg.mat"
+            if a.meg_windows:
+                for w, rdm in read_meg_rdms(path, a.meg_windows).items():
+                    out[MEG_WINDOWS[w]] = _pick_sessions(rdm, a.meg_sessions, path)
+            if a.meg_times_ms:
+                tw = read_meg_time_windows(root / TIME_FILE, a.meg_times_ms, a.meg_window_ms, a.meg_sessions,
+                                           a.meg_time0_ms, a.meg_dt_ms)
+                out.update({f"MEG_t{t:g}": r for t, r in tw.items()})
+        counts = {roi: r.shape[0] for roi, r in out.items()}
+        if len(set(counts.values())) > 1:
+            raise DataError(f"{root}: subject counts differ between ROIs/modalities {counts}; they cannot share one "
+                            "subject list (pick modalities with the same subjects)")
+        return out
+
+    def roi_level(self, roi: str) -> float:
+        base = roi.split("/", 1)[-1]
+        if base in LEVELS:
+            return LEVELS[base]
+        if base.startswith("MEG_t"):
+            return float(base[5:]) / 1000.0  # later MEG time, higher level: seconds after onset
+        return float(self.args.rois.index(base)) if base in self.args.rois else 0.0
+
     @cached_property
-    def _rdms(self) -> dict[str, np.ndarray]:
-        npz = self.root / "rdms.npz"
-        if npz.is_file():
-            with np.load(npz, allow_pickle=False) as z:
-                missing = [r for r in self.args.rois if r not in z.files]
-                if missing:
-                    raise DataError(f"{npz}: no arrays {missing} (found {z.files})")
-                return {r: np.asarray(z[r], dtype=np.float64) for r in self.args.rois}
-        return read_target_mat(self.root / "target_fmri.mat", self.args.rois)
+    def _targets(self) -> RDMTargets:
+        rdms: dict[str, np.ndarray] = {}
+        idx: dict[str, np.ndarray] = {}
+        start = 0
+        n_sub = None
+        for s in self.set_names:
+            part = self._set_rdms(s)
+            n = next(iter(part.values())).shape[1]
+            for roi, r in part.items():
+                name = f"{s}/{roi}" if self.joined else roi
+                rdms[name] = r
+                if self.joined:
+                    idx[name] = np.arange(start, start + n)
+                if n_sub is not None and r.shape[0] != n_sub:
+                    raise DataError(f"dataset {self.ctx.entry.name!r}: sets have different subject counts "
+                                    f"({n_sub} vs {r.shape[0]}); they cannot be joined")
+                n_sub = r.shape[0]
+            start += n
+        assert n_sub is not None
+        return RDMTargets(rdms=rdms, subject_ids=[f"sub{i + 1:02d}" for i in range(n_sub)],
+                          roi_levels={roi: self.roi_level(roi) for roi in rdms}, stimulus_idx=idx)
 
     def targets(self, subject: str) -> RDMTargets:
         if subject != "all":
             raise DataError(f"dataset {self.ctx.entry.name!r}: unknown subject {subject!r} (only 'all')")
-        rdms = self._rdms
-        n_sub = next(iter(rdms.values())).shape[0]
-        return RDMTargets(
-            rdms=rdms,
-            subject_ids=[f"sub{i + 1:02d}" for i in range(n_sub)],
-            roi_levels={r: float(i) for i, r in enumerate(self.args.rois)},
-        )
+        return self._targets
+
+    def noise_ceilings(self) -> dict[str, tuple[float, float]]:
+        """ROI → (lower, upper) noise ceiling on the R² (squared Spearman) scale."""
+        from harness.ceilings import noise_ceiling_rdm
+        from harness.scoring import upper
+
+        return {roi: noise_ceiling_rdm(upper(r)) for roi, r in self._targets.rdms.items()}
+
+    def fetch_plan(self) -> FetchPlan | None:
+        """fMRI RDMs and images of the 92 or 118 set (the MEG files and the 78 set have no public mirror here)."""
+        from harness_datasets.sources import github_plan
+
+        if self.joined:
+            raise DataError(f"dataset {self.ctx.entry.name!r} joins sets {self.set_names}: fetch each set's own entry")
+        if self.args.set == "78":
+            return None
+        return github_plan(SET_FOLDERS[self.args.set], self.root)
 
     def digest(self) -> str:
         h = hashlib.sha256(self.stimuli().digest.encode())
-        for name in ("rdms.npz", "target_fmri.mat"):
-            p = self.root / name
-            if p.is_file():
-                h.update(p.read_bytes())
-                break
+        for s in self.set_names:
+            h.update(files_digest(self._target_files(self.set_root(s))).encode())
+        h.update(json.dumps(self.args.model_dump(mode="json"), sort_keys=True).encode())
         return h.hexdigest()

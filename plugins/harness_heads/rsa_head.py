@@ -36,14 +36,17 @@ class RSAHead(Head):
         if not isinstance(t, RDMTargets) or data.tokens is None:
             raise DataError("rsa head needs RDM targets and cached tokens")
         layers = data.tokens.layers
-        model = np.stack([rdm_from_features(layer_matrix(data.tokens, layer, self.args.features, self.args.pool))
-                          for layer in layers])  # L×N×N
-        model_u = upper(model)
+        feats = [layer_matrix(data.tokens, layer, self.args.features, self.args.pool) for layer in layers]
+        n_stim = len(feats[0])
         rois = list(t.rdms)
         weights = np.zeros((len(rois), len(layers)))
         out_rdms: dict[str, np.ndarray] = {}
         sels = []
         for ri, roi in enumerate(rois):
+            # a ROI may span a subset of the stimuli (joined image sets): model RDMs over exactly those
+            idx = t.stimuli_of(roi, n_stim)
+            model = np.stack([rdm_from_features(f[idx]) for f in feats])  # L×n×n
+            model_u = upper(model)
             subj_u = upper(t.rdms[roi])  # S×P
             n_sub = len(subj_u)
             if n_sub < 2:

@@ -1,1 +1,2 @@
-"""First-party metrics: voxel-wise Pearson r and the Algonauts 2019 RSA score."""
+"""First-party metrics: brain score (voxel Pearson r), the Algonauts 2019 RSA score, and layer-selector
+summaries (hierarchy slope, selector confidence) with noise ceilings and bootstrap CIs."""

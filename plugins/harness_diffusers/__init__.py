@@ -1,0 +1,1 @@
+"""Stable Diffusion UNet features for harness, by (diffusion time step, UNet block)."""

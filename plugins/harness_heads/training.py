@@ -1,0 +1,218 @@
+"""The one training loop of the gradient-trained token heads (FactorTopy, its ablations, the token baselines).
+
+Why chunk over voxels: per-voxel feature tensors are ``batch × bottleneck × voxels``
+per layer, 8 GB for 40 000 voxels and 12 layers. A model therefore splits its
+forward into a *shared* part (per-layer channel alignment, the same for every
+voxel) and a per-voxel *readout* evaluated on voxel chunks. Each chunk's loss is
+back-propagated into detached copies of the shared tensors, whose accumulated
+gradients are pushed through the shared part once per step: the gradients equal
+those of the unchunked loss while memory is bounded by one chunk.
+
+Training follows Yang, Gee & Shi (CVPR 2024): smooth L1 (β = 0.1) on z-scored
+responses plus an optional regulariser with a linearly decaying weight; AdamW;
+early stopping on a validation split of the training stimuli; a Model Soup
+(uniform average of the weights of the best validation checkpoints), kept only when
+it validates at least as well as the best single checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from harness.contracts import LayerTokens
+from harness.specs import PluginArgs
+from harness_heads.token_source import TokenSource
+
+
+class TrainArgs(PluginArgs):
+    """Optimisation settings shared by every trained token head."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    batch_size: int = Field(32, gt=0)
+    max_steps: int = Field(600, gt=0)
+    #: validate every this many steps
+    eval_every: int = Field(25, gt=0)
+    #: stop after this many validations without improvement
+    patience: int = Field(6, gt=0)
+    #: fraction of the training stimuli held out for early stopping and the soup
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    #: best validation checkpoints averaged into the Model Soup (1: best checkpoint only)
+    soup: int = Field(5, ge=1)
+    smooth_l1_beta: float = Field(0.1, gt=0)
+    #: voxels per readout chunk: bounds memory at ``batch × bottleneck × chunk × layers`` floats
+    voxel_chunk: int = Field(2048, gt=0)
+    #: pool local tokens to at most grid × grid before training (None: the cached grid)
+    grid: int | None = Field(None, gt=0)
+    #: keep tokens on the device (float16) when they fit this many GiB and 60 % of free GPU memory
+    #: (None: 60 % of free GPU memory on CUDA, 8 GiB on CPU); otherwise every batch is read from the cache
+    preload_gib: float | None = Field(None, ge=0)
+
+
+class ChunkedVoxelModel(nn.Module):
+    """A voxel-wise encoding model split into a shared part and a chunked per-voxel readout."""
+
+    n_voxels: int
+
+    @abstractmethod
+    def shared(self, batch: list[LayerTokens]) -> list[torch.Tensor]:
+        """Voxel-independent tensors (e.g. channel-aligned tokens) computed once per stimulus batch."""
+
+    @abstractmethod
+    def readout(self, shared: list[torch.Tensor], vox: slice) -> torch.Tensor:
+        """Predictions ``B × len(vox)`` for a chunk of voxels."""
+
+    def regulariser(self, vox: slice) -> torch.Tensor | None:
+        """Mean over the chunk's voxels of a penalty whose weight follows the schedule; None: none."""
+        return None
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups; a model may give some parameters their own learning rate."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    best_step: int
+    val_r_best: float
+    val_r_final: float
+    soup_used: bool
+    seconds: float
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        return {"steps": self.steps, "best_step": self.best_step, "val_r_best": self.val_r_best,
+                "val_r_final": self.val_r_final, "soup_used": self.soup_used, "train_s": self.seconds,
+                "steps_per_s": self.steps / self.seconds if self.seconds > 0 else None}
+
+
+def voxel_chunks(n: int, size: int) -> Iterator[slice]:
+    for s in range(0, n, size):
+        yield slice(s, min(n, s + size))
+
+
+def pearson_columns_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson r of matching columns; 0 where a column is constant."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = (a.square().sum(0) * b.square().sum(0)).sqrt()
+    return torch.where(den > 0, (a * b).sum(0) / den.clamp_min(1e-30), torch.zeros_like(den))
+
+
+def train_step(model: ChunkedVoxelModel, batch: list[LayerTokens], y: torch.Tensor, chunk: int, beta: float,
+               reg_weight: float) -> torch.Tensor:
+    """Accumulate one step's gradients chunk by chunk; returns the (detached) loss."""
+    shared = model.shared(batch)
+    leaves = [s.detach().requires_grad_(s.requires_grad) for s in shared]
+    n, v = y.shape
+    total = torch.zeros((), device=y.device)
+    for vox in voxel_chunks(v, chunk):
+        pred = model.readout(leaves, vox)
+        loss = F.smooth_l1_loss(pred, y[:, vox], beta=beta, reduction="sum") / (n * v)
+        if reg_weight > 0:
+            reg = model.regulariser(vox)
+            if reg is not None:
+                loss = loss + reg_weight * reg * ((vox.stop - vox.start) / v)
+        loss.backward()
+        total = total + loss.detach()
+    pairs = [(s, leaf.grad) for s, leaf in zip(shared, leaves, strict=True) if s.requires_grad and leaf.grad is not None]
+    if pairs:
+        torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
+    return total
+
+
+@torch.no_grad()
+def predict(model: ChunkedVoxelModel, source: TokenSource, idx: np.ndarray, batch_size: int, chunk: int) -> torch.Tensor:
+    """Predictions ``len(idx) × V`` on the device, in the model's (z-scored) response units."""
+    was = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(idx), batch_size):
+        shared = model.shared(source.batch(idx[s : s + batch_size]))
+        out.append(torch.cat([model.readout(shared, vox) for vox in voxel_chunks(model.n_voxels, chunk)], dim=1))
+    model.train(was)
+    return torch.cat(out)
+
+
+def _soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    avg = {}
+    for k, t in states[0].items():
+        avg[k] = torch.stack([s[k] for s in states]).mean(0).to(t.dtype) if t.is_floating_point() else t.clone()
+    return avg
+
+
+def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
+        args: TrainArgs, seed: int, reg_schedule: Callable[[int], float] = lambda step: 0.0,
+        progress: Callable[[str, float], None] | None = None) -> TrainResult:
+    """Train in place; ``y`` holds z-scored responses of *all* stimuli (row = stimulus index), on the device.
+
+    On return the model holds the soup (or the best checkpoint's) weights.
+    """
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.param_groups(args.lr), lr=args.lr, weight_decay=args.weight_decay)
+    y_val = y[torch.as_tensor(val_idx, device=y.device)]
+    best: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (val r, step, state on CPU)
+    history: list[tuple[int, float]] = []
+    since_best, step, t0 = 0, 0, time.perf_counter()
+    order = np.empty(0, np.int64)
+    pos = 0
+    model.train()
+    while step < args.max_steps:
+        if pos + args.batch_size > len(order):
+            order, pos = fit_idx[rng.permutation(len(fit_idx))], 0
+        b = order[pos : pos + args.batch_size]
+        pos += args.batch_size
+        yb = y[torch.as_tensor(b, device=y.device)]
+        train_step(model, source.batch(b), yb, args.voxel_chunk, args.smooth_l1_beta, reg_schedule(step))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if step % args.eval_every == 0 or step == args.max_steps:
+            r = float(pearson_columns_t(predict(model, source, val_idx, args.batch_size, args.voxel_chunk), y_val).mean())
+            history.append((step, r))
+            if not best or r > best[0][0]:
+                since_best = 0
+            else:
+                since_best += 1
+            if len(best) < args.soup or r > best[-1][0]:  # copy weights only when they enter the soup
+                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best = sorted([*best, (r, step, state)], key=lambda t: -t[0])[: args.soup]
+            if progress:
+                progress(f"step {step} val r {r:.3f}", step / args.max_steps)
+            if since_best >= args.patience:
+                break
+    seconds = time.perf_counter() - t0
+    r_best, best_step, best_state = best[0]
+    soup_used = False
+    if len(best) > 1:
+        model.load_state_dict(_soup([s for _, _, s in best]))
+        r_soup = float(pearson_columns_t(predict(model, source, val_idx, args.batch_size, args.voxel_chunk), y_val).mean())
+        soup_used = r_soup >= r_best
+        if not soup_used:
+            model.load_state_dict(best_state)
+        r_final = r_soup if soup_used else r_best
+    else:
+        model.load_state_dict(best_state)
+        r_final = r_best
+    return TrainResult(steps=step, best_step=best_step, val_r_best=r_best, val_r_final=r_final, soup_used=soup_used,
+                       seconds=seconds, history=history)
+
+
+def linear_decay(start: float, steps: int) -> Callable[[int], float]:
+    """``start`` at step 0, falling linearly to 0 at ``steps`` (0 steps: always 0)."""
+    def weight(step: int) -> float:
+        return start * max(0.0, 1.0 - step / steps) if steps > 0 else 0.0
+
+    return weight
+

@@ -1,0 +1,1 @@
+"""Hugging Face transformers backbones for harness: DINOv2 (± registers), MAE, ViT, CLIP vision tower."""

@@ -1,0 +1,1 @@
+"""Segment Anything image encoders (ViT-B/L/H) for harness."""
