@@ -238,7 +238,8 @@ def run(
         for label, err in summary.failed:
             console.print(f"[red]failed[/red] {label}: {err}")
         if summary.done or summary.cached:
-            _show(store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank"), "leaderboard")
+            board = store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank")
+            _show(board[[c for c in _ESSENTIAL if c in board.columns]], "leaderboard")
             if finetune:
                 from harness.cli_finetune import show_deltas
 
@@ -264,6 +265,7 @@ def leaderboard(
     roi: Annotated[Optional[str], typer.Option("--roi", "-r")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", "-m")] = None,
     view: Annotated[str, typer.Option(help="Any view defined in leaderboards/*.sql")] = "leaderboard",
+    wide: Annotated[bool, typer.Option("--wide", help="Every column of the view (default: the essential ones).")] = False,
 ) -> None:
     """Print a ranked leaderboard (works while a run is writing)."""
     from harness.store import Store, view_sql
@@ -282,7 +284,16 @@ def leaderboard(
             params.append(val)
     order = " ORDER BY dataset, roi, metric, rank" if {"rank", "dataset", "roi", "metric"} <= cols else ""
     sql = f"SELECT * FROM {view}" + (" WHERE " + " AND ".join(where) if where else "") + order
-    _show(store.query(sql, params), view)
+    df = store.query(sql, params)
+    if not wide:
+        keep = [c for c in _ESSENTIAL if c in df.columns]
+        df = df[keep] if len(keep) >= 4 else df
+    _show(df, view)
+
+
+#: columns `harness leaderboard` shows by default (all with --wide)
+_ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "raw", "ci_low", "ci_high",
+              "normalised", "ceiling", "n_subjects", "task", "base", "delta_raw", "slope", "r2")
 
 
 @app.command()

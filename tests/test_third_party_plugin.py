@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("venv")
-    venv.create(root, with_pip=True, symlinks=True)
+    venv.create(root, with_pip=False, symlinks=True)
     py = root / "bin" / "python"
     site_dir = Path(subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     # layer the new venv on ours (torch, harness …) without reinstalling them
     parents = [p for p in site.getsitepackages() if Path(p).is_dir()]
     (site_dir / "_parent_env.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    str(REPO / "examples" / "harness-gabor")], check=True, timeout=300)
+    # pip (and setuptools) of this environment install the distribution into the new venv's site-packages
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(site_dir), str(REPO / "examples" / "harness-gabor")], check=True, timeout=300)
     return py
 
 

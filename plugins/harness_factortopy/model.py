@@ -93,6 +93,10 @@ class FactorTopyNet(ChunkedVoxelModel):
         self.n_layers = len(shapes)
         self.layer_mode, self.space_mode, self.scale_mode = layer_mode, space_mode, scale_mode
         self.space_samples = space_samples if space_mode == "learned" else 1
+        grids: dict[tuple[int, int], list[int]] = {}
+        for i, (_, h, w) in enumerate(shapes):
+            grids.setdefault((h, w), []).append(i)
+        self.groups = list(grids.values())  #: layers sharing a local grid, sampled together
         self.align_local = nn.ModuleList([nn.Conv2d(c, bottleneck, 1, bias=False) for c, _, _ in shapes])
         self.align_global = nn.ModuleList([nn.Linear(c, bottleneck, bias=False) for c, _, _ in shapes])
         self.selectors = selectors
@@ -131,30 +135,34 @@ class FactorTopyNet(ChunkedVoxelModel):
 
     # ------------------------------------------------------------------ forward
     def shared(self, batch: list[LayerTokens]) -> list[torch.Tensor]:
+        """Aligned tokens: per group of layers with one grid, their local maps stacked on channels
+        (``N × (L_g·D) × H × W``, so one grid_sample call samples them all), then the global tokens ``L×N×D``."""
         local = [a(t.local) for a, t in zip(self.align_local, batch, strict=True)]  # N×D×H×W each
         glob = torch.stack([a(t.global_) for a, t in zip(self.align_global, batch, strict=True)])  # L×N×D
         if self.space_mode == "mean":
             return [torch.stack([x.mean(dim=(2, 3)) for x in local]), glob]
-        return [*local, glob]
+        return [torch.cat([local[i] for i in g], dim=1) for g in self.groups] + [glob]
 
     def readout(self, shared: list[torch.Tensor], vox: slice) -> torch.Tensor:
+        """ŷ = Σ_l Σ_d [s·w_l·B_l g_l + (1−s)·w_l·sample(A_l L_l, p)]_d c_d + b, contracted layer by layer
+        against the voxel's readout so no ``N × D × voxels`` feature tensor is formed for the global part."""
         w = self.layer_weights(vox)  # Vc×L
         s = self.scale(vox)  # Vc
-        glob = torch.einsum("lnd,vl->ndv", shared[-1], w * s[:, None])
+        c = self.weight[vox]  # Vc×D
+        n, vc = shared[-1].shape[1], w.shape[0]
+        per_layer = torch.einsum("lnd,vd->lnv", shared[-1], c)  # global token readout, L×N×Vc
+        pred = (per_layer * (w * s[:, None]).T.unsqueeze(1)).sum(0)
+        coef = w * (1 - s)[:, None]  # Vc×L: weight of each layer's local sample
         if self.space_mode == "mean":
-            loc = torch.einsum("lnd,vl->ndv", shared[0], w * (1 - s)[:, None])
-        else:
-            pts = self.space(vox)
-            n = shared[0].shape[0]
-            grid = pts.unsqueeze(0).expand(n, -1, -1, -1)  # N×Vc×K×2
-            coef = w * (1 - s)[:, None]
-            loc = None
-            for li, a in enumerate(shared[:-1]):
-                sampled = F.grid_sample(a, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                term = (sampled[..., 0] if sampled.shape[-1] == 1 else sampled.mean(-1)) * coef[:, li]  # N×D×Vc
-                loc = term if loc is None else loc + term
-        feat = loc + glob
-        return torch.einsum("ndv,vd->nv", feat, self.weight[vox]) + self.bias[vox]
+            per_layer = torch.einsum("lnd,vd->lnv", shared[0], c)
+            return pred + (per_layer * coef.T.unsqueeze(1)).sum(0) + self.bias[vox]
+        grid = self.space(vox).unsqueeze(0).expand(n, -1, -1, -1)  # N×Vc×K×2
+        for layers, maps in zip(self.groups, shared[:-1], strict=True):
+            sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            sampled = sampled.squeeze(-1) if sampled.shape[-1] == 1 else sampled.mean(-1)  # N×(L_g·D)×Vc
+            m = (coef[:, layers, None] * c[:, None, :]).reshape(vc, -1).T  # (L_g·D)×Vc
+            pred = pred + (sampled * m).sum(1)  # (an einsum here becomes a per-voxel bmm: slow on CPU)
+        return pred + self.bias[vox]
 
     def regulariser(self, vox: slice) -> torch.Tensor | None:
         """Normalised negative entropy of the layer selector: early on it keeps selections soft, so voxels
