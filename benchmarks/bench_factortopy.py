@@ -27,8 +27,14 @@ import os
 import resource
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from harness_factortopy.model import FactorTopyNet
+    from harness_heads.token_source import TokenSource
 
 
 def sync(device: str) -> None:
@@ -36,7 +42,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def token_source(n_stim: int, n_layers: int, c: int, g: int, head_grid: int, device: str, seed: int = 0):  # noqa: ANN201
+def token_source(n_stim: int, n_layers: int, c: int, g: int, head_grid: int, device: str,
+                 seed: int = 0) -> TokenSource:
     """Random tokens pooled to the head's grid once, as the head's preload does (``TokenSource._read_local``)."""
     import torch.nn.functional as F
 
@@ -57,7 +64,7 @@ def token_source(n_stim: int, n_layers: int, c: int, g: int, head_grid: int, dev
     return TokenSource.from_tensors(layers, local, glob, device, stats_idx=np.arange(min(n_stim, 256)))
 
 
-def model(src, n_vox: int, device: str):  # noqa: ANN001, ANN201
+def model(src: TokenSource, n_vox: int, device: str) -> FactorTopyNet:
     """The head's network with topological selectors over random voxel coordinates."""
     from harness_factortopy.model import CoordSelectors, FactorTopyNet, selector_outputs
     from harness_factortopy.positional import sinusoidal_encoding
@@ -68,13 +75,14 @@ def model(src, n_vox: int, device: str):  # noqa: ANN001, ANN201
     return FactorTopyNet(src.shapes(), n_vox, CoordSelectors(pe, outs, 128, init)).to(device)
 
 
-def time_steps(src, net, n_vox: int, chunk: int, steps: int, batch: int, device: str) -> tuple[float, float]:  # noqa: ANN001
+def time_steps(src: TokenSource, net: FactorTopyNet, n_vox: int, chunk: int, steps: int, batch: int,
+               device: str) -> tuple[float, float]:
     """Seconds per training step (after one warm-up step) and process CPU seconds per step."""
     from harness_heads.training import train_step
 
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
     rng = np.random.default_rng(0)
-    n_stim = len(src._row_of)  # noqa: SLF001 - the bank size
+    n_stim = src.n_rows
     y = torch.randn(n_stim, n_vox, device=device)
 
     def one() -> None:

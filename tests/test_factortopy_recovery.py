@@ -14,7 +14,6 @@ slope 0.68 against the planted 1.05), which is what the slope criterion penalise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -46,6 +46,7 @@ from harness_datasets.nsd_labels import (
 )
 from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite
+from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan
@@ -95,13 +96,7 @@ class Algonauts2023(Dataset):
 
     @property
     def root(self) -> Path:
-        if self.args.root:
-            return Path(self.args.root).expanduser()
-        dr = self.ctx.settings.data_root
-        if dr is None:
-            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set (expected "
-                            f"$HARNESS_DATA_ROOT/algonauts2023 with {LAYOUT})")
-        return Path(dr) / "algonauts2023"
+        return data_folder(self.ctx, self.args.root, "algonauts2023", LAYOUT)
 
     @property
     def sid(self) -> str:

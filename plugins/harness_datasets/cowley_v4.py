@@ -36,6 +36,7 @@ from harness.errors import DataError
 from harness.specs import VOXELS, PluginArgs, PluginSpec
 from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
+from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan
@@ -94,13 +95,7 @@ class CowleyV4(Dataset):
 
     @property
     def root(self) -> Path:
-        if self.args.root:
-            return Path(self.args.root).expanduser()
-        dr = self.ctx.settings.data_root
-        if dr is None:
-            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set "
-                            f"(expected $HARNESS_DATA_ROOT/cowley_v4 with {LAYOUT})")
-        return Path(dr) / "cowley_v4"
+        return data_folder(self.ctx, self.args.root, "cowley_v4", LAYOUT)
 
     def _file(self, kind: str) -> Path:
         s = self.args.session

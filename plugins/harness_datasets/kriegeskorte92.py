@@ -29,6 +29,7 @@ from harness.contracts import Dataset, RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
+from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan
@@ -148,13 +149,7 @@ class Kriegeskorte92(Dataset):
 
     @property
     def root(self) -> Path:
-        if self.args.root:
-            return Path(self.args.root).expanduser()
-        dr = self.ctx.settings.data_root
-        if dr is None:
-            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set "
-                            f"(expected $HARNESS_DATA_ROOT/kriegeskorte92 with {LAYOUT})")
-        return Path(dr) / "kriegeskorte92"
+        return data_folder(self.ctx, self.args.root, "kriegeskorte92", LAYOUT)
 
     def unavailable_reason(self) -> str | None:
         try:

@@ -53,6 +53,7 @@ from harness_datasets.nsd_labels import (
 )
 from harness_datasets.stimuli import files_digest, stimuli_from_hdf5
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
+from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan
@@ -166,13 +167,7 @@ class NSD(Dataset):
     # -- paths -------------------------------------------------------------------------
     @property
     def root(self) -> Path:
-        if self.args.root:
-            return Path(self.args.root).expanduser()
-        dr = self.ctx.settings.data_root
-        if dr is None:
-            raise DataError(f"dataset {self.ctx.entry.name!r}: HARNESS_DATA_ROOT is not set (expected $HARNESS_DATA_ROOT/nsd "
-                            f"in the {LAYOUT})")
-        return Path(dr) / "nsd"
+        return data_folder(self.ctx, self.args.root, "nsd", LAYOUT)
 
     @property
     def sid(self) -> str:

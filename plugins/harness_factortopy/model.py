@@ -202,7 +202,7 @@ def selector_outputs(n_layers: int, layer_mode: LayerMode, space_mode: SpaceMode
     return outs, init
 
 
-def coords_of(voxels: "object", columns: tuple[str, ...] = ("x", "y", "z")) -> np.ndarray | None:
+def coords_of(voxels: object, columns: tuple[str, ...] = ("x", "y", "z")) -> np.ndarray | None:
     """The voxel table's coordinates, or None when a column is missing or not finite."""
     cols = getattr(voxels, "columns", ())
     if not all(c in cols for c in columns):

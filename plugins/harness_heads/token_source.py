@@ -66,11 +66,12 @@ class TokenSource:
         self.device = device
         self.grid = grid
         self.preloaded = preloaded
+        self._count = next(len(t) for d in data for t in (d.local, d.global_) if t is not None)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_store(cls, store: TokenStore, needed: np.ndarray, stats_idx: np.ndarray, device: str, *,
-                   parts: Parts = "both", grid: int | None = None, budget_bytes: float | None = None) -> "TokenSource":
+                   parts: Parts = "both", grid: int | None = None, budget_bytes: float | None = None) -> TokenSource:
         """Preload ``needed`` stimuli when their (pooled) tokens fit the budget (float16), else stream.
 
         The budget is ``budget_bytes`` capped at 60 % of free GPU memory on CUDA; without
@@ -111,7 +112,7 @@ class TokenSource:
 
     @classmethod
     def from_tensors(cls, layers: Sequence[str], local: Sequence[torch.Tensor | None],
-                     global_: Sequence[torch.Tensor | None], device: str, stats_idx: np.ndarray | None = None) -> "TokenSource":
+                     global_: Sequence[torch.Tensor | None], device: str, stats_idx: np.ndarray | None = None) -> TokenSource:
         """Tokens already in memory (benchmarks, tests): rows are the stimulus indices."""
         data = [_Layer(local=None if loc is None else loc.to(device, torch.float16),
                        global_=None if g is None else g.to(device, torch.float16))
@@ -184,6 +185,11 @@ class TokenSource:
                 glob = (self._raw_global(d, idx) - d.global_mu) / d.global_sd
             out.append(LayerTokens(local=loc, global_=glob))
         return out
+
+    @property
+    def n_rows(self) -> int:
+        """Stimuli addressable by :meth:`batch` (the dataset's stimulus count)."""
+        return len(self._row_of) if self._row_of is not None else int(self._count)
 
     def shapes(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` per layer as batches deliver them (``H = W = 0`` when local tokens are not loaded)."""

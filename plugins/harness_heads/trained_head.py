@@ -93,7 +93,7 @@ class TrainedVoxelHead(Head):
         tr, te = np.asarray(t.train_idx, np.int64), np.asarray(t.test_idx, np.int64)
         rng = np.random.default_rng(data.seed)
         perm = rng.permutation(len(tr))
-        n_val = max(2, int(round(a.val_fraction * len(tr))))
+        n_val = max(2, round(a.val_fraction * len(tr)))
         if len(tr) - n_val < 2:
             raise DataError(f"head {name!r}: {len(tr)} training stimuli are too few for a validation split")
         fit_idx, val_idx = np.sort(tr[perm[n_val:]]), np.sort(tr[perm[:n_val]])
