@@ -9,6 +9,7 @@ lock file keeps a second *run* from interleaving with the first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -108,6 +109,10 @@ class Store:
             raise
         finally:
             con.close()
+
+    def writer(self) -> "contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]":
+        """The one short-lived write transaction, for core extensions that own a table (e.g. fine-tunes)."""
+        return self._write()
 
     def migrate(self) -> None:
         with self._write() as con:

@@ -33,7 +33,7 @@ def record_finetunes(store: Store, manifests: list[DerivedManifest]) -> None:
         return
     store.migrate()
     df = pd.DataFrame([finetune_row(m) for m in manifests], columns=COLUMNS)
-    with store._write() as con:  # the store's one short-lived writer (same package family: harness core)
+    with store.writer() as con:
         con.register("ft_df", df)
         con.execute("DELETE FROM finetunes WHERE derived IN (SELECT derived FROM ft_df)")
         con.execute(f"INSERT INTO finetunes SELECT {', '.join(c if c != 'recipe' else 'recipe::JSON' for c in COLUMNS)}, "
