@@ -109,7 +109,9 @@ def test_interrupted_finetune_leaves_nothing_and_reruns_deterministically(mobile
     rerun = finetune_backbone(f, "mobilenet_v2", _task(f, **TINY_TASK), TINY).manifest
     # deterministic on CPU at a fixed seed: same weights (hence same folder), same accuracies
     assert rerun.id == reference.id and rerun.name == reference.name
-    assert rerun.data["weights"]["sha256"] == reference.data["weights"]["sha256"]
+    # the weights digest covers tensor bytes only; the file's sha256 also covers the safetensors header, whose
+    # metadata order is not stable across calls
+    assert rerun.data["weights"]["digest"] == reference.data["weights"]["digest"]
     assert rerun.results["val_accuracy"] == reference.results["val_accuracy"]
     assert rerun.results["curve"] == reference.results["curve"]
     other_seed = finetune_backbone(f, "mobilenet_v2", _task(f, **TINY_TASK), TINY.model_copy(update={"seed": 1})).manifest

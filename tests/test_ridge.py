@@ -75,6 +75,27 @@ def test_loo_float32_close_to_sklearn(regime: str, backend: str) -> None:
     )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_near_ties_are_rescored_in_float64(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the near-tie margin opened to everything, float32 LOO == float64 LOO."""
+    from harness.ridge import solvers
+
+    X, Y, _, _ = make_data(*REGIMES["n>p"], seed=17)
+    ref = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(X, Y)
+    monkeypatch.setattr(solvers, "REFINE_RTOL", np.inf)
+    Yin = (
+        torch.from_numpy(Y) if backend == "torch" else Y
+    )  # exercises the tensor gather
+    f32 = RidgeCV(ALPHAS, backend=backend, dtype="float32", n_targets_batch=7).fit(
+        X, Yin
+    )
+    np.testing.assert_array_equal(f32.best_alphas_, ref.best_alphas_)
+    np.testing.assert_allclose(f32.cv_scores_, ref.cv_scores_, rtol=1e-10)
+    assert f32.coef_.dtype == np.float32
+
+
 def test_loo_scores_equal_literal_leave_one_out() -> None:
     """The closed form is exact LOO for ridge with an unpenalised intercept."""
     X, Y, _, _ = make_data(14, 4, 3, seed=2)

@@ -15,7 +15,9 @@ the same in both libraries and are used directly on the arrays.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,25 @@ def _check_dtype(dtype: str) -> str:
     if name not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return name
+
+
+#: Factorisations cheaper than this many flops (~1 s on one core) run
+#: single-threaded on CPU; see :func:`_factorisation_threads`.
+SMALL_FACTORISATION_FLOPS: float = 5e9
+
+
+def _is_small_factorisation(shape: tuple[int, ...]) -> bool:
+    """Whether a dense SVD/eigh of this shape is cheap enough to run on one thread.
+
+    Why: LAPACK's SVD/eigh of a few-thousand-row matrix is a long chain of
+    small, barrier-separated BLAS-2 calls.  Multi-threading gains little
+    there, and when the CPU is oversubscribed (a shared 2-core box) every
+    barrier waits for a descheduled thread: we measured the same 3000 x 768
+    SVD take 0.3 s or 16 s.  One thread is immune and costs ~0.1 s extra.
+    Large factorisations keep all threads, where parallelism pays.
+    """
+    m, n = int(shape[0]), int(shape[-1])
+    return float(min(m, n)) ** 2 * max(m, n) <= SMALL_FACTORISATION_FLOPS
 
 
 class Backend:
@@ -194,16 +215,29 @@ class NumpyBackend(Backend):
     def concat(self, arrays: list[np.ndarray], axis: int) -> np.ndarray:
         return np.concatenate(arrays, axis=axis)
 
+    @staticmethod
+    def _threads(shape: tuple[int, ...]) -> contextlib.AbstractContextManager[Any]:
+        """One BLAS/LAPACK thread for small factorisations (needs threadpoolctl, else a no-op)."""
+        if not _is_small_factorisation(shape):
+            return contextlib.nullcontext()
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1, user_api="blas")
+
     def svd(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import scipy.linalg
 
         # gesdd (divide & conquer) is what numpy/sklearn use and is the fastest LAPACK SVD.
-        return scipy.linalg.svd(
-            x, full_matrices=False, lapack_driver="gesdd", check_finite=False
-        )
+        with self._threads(x.shape):
+            return scipy.linalg.svd(
+                x, full_matrices=False, lapack_driver="gesdd", check_finite=False
+            )
 
     def eigh(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.linalg.eigh(x)
+        with self._threads(x.shape):
+            return np.linalg.eigh(x)
 
     def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.matmul(a, b)
@@ -352,11 +386,27 @@ class TorchBackend(Backend):
     def concat(self, arrays: list[Any], axis: int) -> Any:
         return self._torch.cat(arrays, dim=axis)
 
+    @contextlib.contextmanager
+    def _threads(self, shape: tuple[int, ...]) -> Iterator[None]:
+        """One intra-op thread (MKL included) for small CPU factorisations, then restore."""
+        torch = self._torch
+        if self.device != "cpu" or not _is_small_factorisation(shape):
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def svd(self, x: Any) -> tuple[Any, Any, Any]:
-        return self._torch.linalg.svd(x, full_matrices=False)
+        with self._threads(tuple(x.shape)):
+            return self._torch.linalg.svd(x, full_matrices=False)
 
     def eigh(self, x: Any) -> tuple[Any, Any]:
-        return self._torch.linalg.eigh(x)
+        with self._threads(tuple(x.shape)):
+            return self._torch.linalg.eigh(x)
 
     def matmul(self, a: Any, b: Any) -> Any:
         return self._torch.matmul(a, b)
