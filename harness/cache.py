@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 #: bump when extraction changes numerically (invalidates every entry)
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: per-layer storage dtype (float16 only where its range fits)
 
 
 def token_key(**parts: Any) -> str:
@@ -102,10 +102,12 @@ class _Writer:
         self.written = 0
 
     def write(self, start: int, layer: str, local: np.ndarray, glob: np.ndarray) -> None:
+        """Rows ``start:start+len(local)`` of one layer; the first write fixes the layer's stored dtype
+        (the arrays' own dtype), so a layer may be kept in float32 where float16 would lose it."""
         if layer not in self.local:
             i = self.layers.index(layer)
-            self.local[layer] = _NpyRows(self.tmp / f"{i:03d}_local.npy", self.dtype, (self.n, *local.shape[1:]))
-            self.glob[layer] = _NpyRows(self.tmp / f"{i:03d}_global.npy", self.dtype, (self.n, *glob.shape[1:]))
+            self.local[layer] = _NpyRows(self.tmp / f"{i:03d}_local.npy", local.dtype, (self.n, *local.shape[1:]))
+            self.glob[layer] = _NpyRows(self.tmp / f"{i:03d}_global.npy", glob.dtype, (self.n, *glob.shape[1:]))
         self.local[layer].write_rows(start, local)
         self.glob[layer].write_rows(start, glob)
 
@@ -127,6 +129,7 @@ class TokenCache:
 
     @contextmanager
     def writer(self, key: str, layers: tuple[str, ...], n: int, meta: dict[str, Any], dtype: str = "float16") -> Iterator[_Writer]:
+        """``dtype`` is the requested storage dtype; ``meta["dtypes"]`` records what each layer was stored as."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
         tmp.mkdir()
@@ -136,7 +139,9 @@ class TokenCache:
             for arr in (*w.local.values(), *w.glob.values()):
                 arr.flush()
             shapes = {layer: list(w.local[layer].shape[1:]) for layer in layers}
-            full = {**meta, "layers": list(layers), "n": n, "dtype": dtype, "shapes": shapes, "created": time.time()}
+            dtypes = {layer: w.local[layer].dtype.name for layer in layers}
+            full = {**meta, "layers": list(layers), "n": n, "dtype": dtype, "dtypes": dtypes, "shapes": shapes,
+                    "created": time.time()}
             (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
             final = self.root / key
             if final.exists():  # another process finished first: identical content by construction

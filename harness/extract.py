@@ -31,6 +31,20 @@ def _cap_grid(local: torch.Tensor, max_grid: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(local, (min(h, max_grid), min(w, max_grid)))
 
 
+#: float16 keeps ~3 significant digits from 6e-5 (smallest normal) to 65504. A layer whose first batch peaks
+#: outside [FP16_MIN_PEAK, FP16_MAX_PEAK] is stored in float32 instead: a random-init MobileNetV2's deepest
+#: maps peak near 3e-8 and would be stored as exact zeros; the upper bound leaves 32x headroom for later batches.
+FP16_MIN_PEAK, FP16_MAX_PEAK = 0.1, 2048.0
+
+
+def storage_dtype(first_batch: torch.Tensor, requested: torch.dtype) -> torch.dtype:
+    """The dtype a layer is stored in: the requested one unless it is float16 and the values do not fit it."""
+    if requested != torch.float16:
+        return requested
+    peak = float(first_batch.detach().abs().amax()) if first_batch.numel() else 1.0
+    return requested if FP16_MIN_PEAK <= peak <= FP16_MAX_PEAK else torch.float32
+
+
 def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: int) -> str:
     return token_key(
         weights=backbone.weights_digest(),
@@ -58,6 +72,9 @@ def ensure_tokens(
 
     ``precision`` is ``fp32`` or ``bf16`` (autocast); it is part of the key because
     it changes the numbers. ``max_grid`` average-pools local maps larger than it.
+    ``store_dtype`` float16 halves the cache; layers whose range float16 cannot hold
+    are kept in float32 (see :func:`storage_dtype`), and a later batch that overflows
+    a float16 layer is an error rather than a silent ``inf``.
     """
     key = tokens_key(backbone, stimuli, precision, max_grid)
     hit = cache.get(key)
@@ -81,15 +98,26 @@ def ensure_tokens(
         else contextlib.nullcontext()
     )
     # cast (and un-channels-last) in torch, on the device: numpy's float32→float16 is ~100× slower
-    out_dtype = getattr(torch, np.dtype(store_dtype).name)
+    requested = getattr(torch, np.dtype(store_dtype).name)
+    layer_dtype: dict[str, torch.dtype] = {}
     with cache.writer(key, backbone.layers, len(stimuli), meta, store_dtype) as w, torch.inference_mode():
         for start, batch in iter_batches(stimuli, backbone.preprocess, batch_size):
             batch = batch.to(device, non_blocking=True)
             with autocast:
                 toks = backbone.tokens(batch)
             for layer, t in toks.items():
-                local = _cap_grid(t.local.float(), max_grid).to(out_dtype, memory_format=torch.contiguous_format)
-                glob = t.global_.float().to(out_dtype).contiguous()
+                local32, glob32 = _cap_grid(t.local.float(), max_grid), t.global_.float()
+                dtype = layer_dtype.setdefault(layer, storage_dtype(local32, requested))
+                local = local32.to(dtype, memory_format=torch.contiguous_format)
+                glob = glob32.to(dtype).contiguous()
+                if dtype == torch.float16 and not (bool(torch.isfinite(local).all()) and bool(torch.isfinite(glob).all())):
+                    if bool(torch.isfinite(local32).all()) and bool(torch.isfinite(glob32).all()):
+                        from harness.errors import HarnessError
+
+                        raise HarnessError(
+                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
+                            f"{start + len(batch) - 1} exceed float16's range (peak {float(local32.abs().amax()):.3g}); "
+                            "extract with store_dtype='float32'")
                 w.write(start, layer, local.cpu().numpy(), glob.cpu().numpy())
             if progress:
                 progress(start + len(batch), len(stimuli))

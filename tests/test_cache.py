@@ -84,3 +84,54 @@ def test_interrupted_extraction_leaves_no_entry(factory, tmp_path: Path) -> None
         ensure_tokens(bb, stim, cache, batch_size=2, progress=boom)
     assert cache.ls() == [] and not any(cache.root.iterdir())
     assert ensure_tokens(bb, stim, cache, batch_size=2).n == 6
+
+
+def test_layers_outside_float16_range_are_stored_in_float32(factory, tmp_path: Path) -> None:  # noqa: ANN001
+    """A random-init MobileNetV2's deep maps peak far below float16's smallest normal (6e-5): kept in float32,
+    they match an all-float32 extraction; float16 would have stored exact zeros."""
+    stim = Stimuli.from_array(procedural_images(4, 48, 3))
+    bb = factory.backbone("mnv2")
+    half = ensure_tokens(bb, stim, TokenCache(tmp_path / "h"), batch_size=4)
+    full = ensure_tokens(bb, stim, TokenCache(tmp_path / "f"), batch_size=4, store_dtype="float32")
+    dtypes = half.meta["dtypes"]
+    assert set(dtypes.values()) == {"float16", "float32"}  # early layers fit float16, deep ones do not
+    for layer in bb.layers:
+        ref = np.asarray(full.local(layer), np.float64)
+        got = np.asarray(half.local(layer), np.float64)
+        assert half.local(layer).dtype.name == dtypes[layer]
+        peak = np.abs(ref).max()
+        assert peak > 0 and np.abs(got - ref).max() <= 2e-3 * peak, layer
+        if peak < 1e-4:
+            assert dtypes[layer] == "float32"
+
+
+def test_float16_overflow_in_a_later_batch_is_an_error(tmp_path: Path) -> None:
+    """The first batch fixes a layer's dtype; a later batch beyond float16's range fails loudly, leaving no entry."""
+    import torch
+    from types import SimpleNamespace
+
+    from harness.errors import HarnessError
+    from harness.specs import Preprocess
+
+    class Loud:
+        layers = ("x",)
+        preprocess = Preprocess(resize=8, crop=8)
+        ctx = SimpleNamespace(entry=SimpleNamespace(name="loud", random_init=True))
+        calls = 0
+
+        def weights_digest(self) -> str:
+            return "loud"
+
+        def to(self, device: str) -> "Loud":
+            return self
+
+        def tokens(self, x: torch.Tensor) -> dict:
+            Loud.calls += 1
+            scale = 10.0 if Loud.calls == 1 else 1e6
+            local = torch.full((len(x), 2, 2, 2), scale)
+            return {"x": SimpleNamespace(local=local, global_=local.mean((2, 3)))}
+
+    cache = TokenCache(tmp_path / "c")
+    with pytest.raises(HarnessError, match=r"'loud' layer 'x'.*images 2\.\.3.*float16"):
+        ensure_tokens(Loud(), Stimuli.from_array(procedural_images(4, 8, 0)), cache, batch_size=2)  # type: ignore[arg-type]
+    assert cache.ls() == [] and not any(cache.root.iterdir())
