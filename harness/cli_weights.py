@@ -33,15 +33,11 @@ class WeightStatus:
 def weight_status(factory) -> list[WeightStatus]:
     """One row per backbone entry; an entry whose plugin or arguments are broken counts as missing."""
     from harness.contracts import Backbone
+    from harness.plan import unavailable
 
     rows: list[WeightStatus] = []
     for e in sorted(factory.registry.of_kind("backbone"), key=lambda x: x.name):
-        try:
-            bb = factory.build(e)
-            assert isinstance(bb, Backbone)
-            reason = bb.unavailable_reason()
-        except HarnessError as exc:
-            reason = str(exc)
+        reason = unavailable(factory, e, Backbone)
         if reason:
             status, detail = MISSING, reason
         elif e.random_init:

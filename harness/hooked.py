@@ -60,6 +60,8 @@ class HookedBackbone(Backbone):
     """A torch ``nn.Module`` tapped at named submodules."""
 
     num_prefix_tokens: int = 0
+    #: run the net and its inputs channels_last (measured faster for CPU CNNs); plugins may make it a property
+    channels_last: bool = False
 
     def __init__(self, args: PluginArgs, ctx: BuildContext) -> None:
         super().__init__(args, ctx)
@@ -84,6 +86,8 @@ class HookedBackbone(Backbone):
         if self._net is None:
             torch.manual_seed(self.ctx.seed)  # random-init controls are reproducible
             net = self.build_module()
+            if self.channels_last:
+                net = net.to(memory_format=torch.channels_last)
             self._net = net.eval()
         return self._net
 
@@ -104,7 +108,25 @@ class HookedBackbone(Backbone):
         return self
 
     def forward_net(self, x: torch.Tensor) -> Any:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def where(self, field: str) -> str:
+        """``file: backbones.NAME: args.FIELD`` — where a bad argument came from, for one-line errors."""
+        e = self.ctx.entry
+        return f"{e.source}: backbones.{e.name}: args.{field}"
+
+    def pick_layers(self, full: dict[str, str], requested: tuple[str, ...] | None) -> dict[str, str]:
+        """The requested subset of a layer map (kept in depth order); an unknown name is a registry error."""
+        if requested is None:
+            return full
+        unknown = [n for n in requested if n not in full]
+        if unknown:
+            from harness.errors import RegistryError
+
+            raise RegistryError(f"{self.where('layers')}: unknown layer(s) {unknown}; known: {', '.join(full)}")
+        return {n: p for n, p in full.items() if n in requested}
 
     def tokens(self, x: torch.Tensor) -> dict[str, LayerTokens]:
         captured: dict[str, LayerTokens] = {}

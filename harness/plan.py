@@ -64,6 +64,16 @@ def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str, ev
     return [by[n] for n in names]
 
 
+def unavailable(factory: Factory, entry: RegistryEntry, kind: type) -> str | None:
+    """Why an entry cannot run here (weights or data missing, bad arguments), or None when it can."""
+    try:
+        obj = factory.build(entry)
+        assert isinstance(obj, kind)
+        return obj.unavailable_reason()
+    except HarnessError as exc:
+        return str(exc)
+
+
 def make_plan(
     factory: Factory,
     backbones: list[str] | None = None,
@@ -82,27 +92,19 @@ def make_plan(
 
     ok_bbs: list[RegistryEntry] = []
     for e in bbs:
-        try:
-            bb = factory.build(e)
-            assert isinstance(bb, Backbone)
-            reason = bb.unavailable_reason()
-        except HarnessError as exc:
-            reason = str(exc)
+        reason = unavailable(factory, e, Backbone)
         if reason:
             plan.skipped.append(Skip(f"backbone {e.name}", reason))
         else:
             ok_bbs.append(e)
 
     for d in dss:
-        try:
-            ds = factory.build(d)
-            assert isinstance(ds, Dataset)
-            reason = ds.unavailable_reason()
-        except HarnessError as exc:
-            reason = str(exc)
+        reason = unavailable(factory, d, Dataset)
         if reason:
             plan.skipped.append(Skip(f"dataset {d.name}", reason))
             continue
+        ds = factory.build(d)
+        assert isinstance(ds, Dataset)
         try:
             subjects = ds.subjects()
             digest = ds.digest()

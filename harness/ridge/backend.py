@@ -16,6 +16,7 @@ the same in both libraries and are used directly on the arrays.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -64,7 +65,7 @@ def _is_small_factorisation(shape: tuple[int, ...]) -> bool:
     return float(min(m, n)) ** 2 * max(m, n) <= SMALL_FACTORISATION_FLOPS
 
 
-class Backend:
+class Backend(ABC):
     """Namespace of the array operations the ridge solvers need.
 
     Subclasses implement the same methods for one array library.  Arrays
@@ -76,43 +77,44 @@ class Backend:
     device: str = "cpu"
 
     # -- conversion ---------------------------------------------------------
+    @abstractmethod
     def asarray(self, x: Any, dtype: str | None = None, copy: bool = False) -> Array:
         """Convert ``x`` (NumPy array, torch tensor, list) to a contiguous backend array.
 
         ``copy=True`` guarantees fresh memory (the solvers then modify it in
         place without touching the caller's data) while still copying only once.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def to_numpy(self, x: Array) -> np.ndarray:
         """Return ``x`` as a NumPy array on the host (no copy when already there)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def index(self, idx: np.ndarray) -> Array:
         """Convert an integer index array so it can index backend arrays."""
-        raise NotImplementedError
 
+    @abstractmethod
     def zeros(self, shape: tuple[int, ...], dtype: str) -> Array:
         """Allocate a zero-filled array."""
-        raise NotImplementedError
 
+    @abstractmethod
     def concat(self, arrays: list[Array], axis: int) -> Array:
         """Concatenate along ``axis``."""
-        raise NotImplementedError
 
     # -- linear algebra -----------------------------------------------------
+    @abstractmethod
     def svd(self, x: Array) -> tuple[Array, Array, Array]:
         """Thin SVD ``x = U diag(s) Vt`` with ``s`` in descending order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def eigh(self, x: Array) -> tuple[Array, Array]:
         """Eigendecomposition of a symmetric matrix, eigenvalues ascending."""
-        raise NotImplementedError
 
+    @abstractmethod
     def matmul(self, a: Array, b: Array) -> Array:
         """Matrix product ``a @ b``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def linear(self, x: Array, w: Array) -> Array:
         """Return ``x @ w.T`` (the "NT" GEMM, like ``torch.nn.functional.linear``).
 
@@ -120,8 +122,8 @@ class Backend:
         product has this form with a *fixed* right operand (U, U^T or V); it
         is also the form oneDNN runs fastest on CPUs (see :class:`TorchBackend`).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def linear_add(self, x: Array, w: Array, c: Array, beta: float = 1.0) -> Array:
         """Return ``x @ w.T + beta * c`` for ``beta`` in {1, -1}, fused with the GEMM when possible.
 
@@ -129,56 +131,55 @@ class Backend:
         which matters because the per-alpha work is otherwise memory-bound
         around a compute-bound GEMM.
         """
-        raise NotImplementedError
 
     # -- reductions / element-wise -------------------------------------------
+    @abstractmethod
     def sumsq(self, x: Array, axis: int) -> Array:
         """Sum of squares along ``axis`` in one pass, without a squared temporary."""
-        raise NotImplementedError
 
+    @abstractmethod
     def square_(self, x: Array) -> Array:
         """Square ``x`` in place (avoids a temporary of the largest array) and return it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mean(self, x: Array, axis: int, dtype: str | None = None) -> Array:
         """Mean along ``axis``; ``dtype`` sets the accumulator (float64 for accuracy)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sum(self, x: Array, axis: int) -> Array:
         """Sum along ``axis``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def argmin(self, x: Array, axis: int) -> Array:
         """Index of the first minimum along ``axis`` (first wins ties, like sklearn)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def argmax(self, x: Array, axis: int) -> Array:
         """Index of the first maximum along ``axis``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def nan_to_value(self, x: Array, value: float) -> Array:
         """Replace NaNs by ``value`` so they never win an argmin/argmax."""
-        raise NotImplementedError
 
+    @abstractmethod
     def clip_min(self, x: Array, lo: float) -> Array:
         """Element-wise ``max(x, lo)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sqrt(self, x: Array) -> Array:
         """Element-wise square root."""
-        raise NotImplementedError
 
+    @abstractmethod
     def astype(self, x: Array, dtype: str) -> Array:
         """Cast to ``dtype`` (no copy when already that dtype)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def count_nonfinite(self, x: Array) -> int:
         """Number of NaN/inf entries (fast path: a finite sum proves there are none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dtype_of(self, x: Array) -> str:
         """Dtype of ``x`` as ``"float32"``/``"float64"`` (library-neutral spelling)."""
-        raise NotImplementedError
 
     def synchronize(self) -> None:
         """Wait for queued device work (only meaningful for CUDA; used for timing)."""

@@ -59,19 +59,15 @@ class CifarResNetBackbone(HookedBackbone):
     def preprocess(self) -> Preprocess:
         return CIFAR_32
 
-    def _where(self, field: str) -> str:
-        e = self.ctx.entry
-        return f"{e.source}: backbones.{e.name}: args.{field}"
-
     def _source(self) -> WeightSource:
         return WeightSource(filename=DEFAULT_FILES.get(self.args.depth), sha256=self.ctx.entry.meta.get("sha256"))
 
     def _check(self) -> None:
         if self.args.depth < 8 or (self.args.depth - 2) % 6:
-            raise RegistryError(f"{self._where('depth')}: CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110 …), "
+            raise RegistryError(f"{self.where('depth')}: CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110 …), "
                                 f"not {self.args.depth}")
         if not self.ctx.random_init and not self.args.weights and self.args.depth not in DEFAULT_FILES:
-            raise RegistryError(f"{self._where('weights')}: no default weights for depth {self.args.depth} "
+            raise RegistryError(f"{self.where('weights')}: no default weights for depth {self.args.depth} "
                                 f"(have {sorted(DEFAULT_FILES)}); set args.weights or use --random-init")
 
     def unavailable_reason(self) -> str | None:
@@ -92,8 +88,6 @@ class CifarResNetBackbone(HookedBackbone):
             name = self.ctx.entry.name
             path = resolve_weights(name, self._source(), self.ctx.settings, explicit=self.args.weights)
             load_strict(net, load_state_dict(path, name), name, path)
-        if self._channels_last:
-            net = net.to(memory_format=torch.channels_last)
         return net
 
     def layer_modules(self) -> dict[str, str]:
@@ -103,21 +97,12 @@ class CifarResNetBackbone(HookedBackbone):
             full.update({f"layer{s}": f"layer{s}" for s in (1, 2, 3)})
         else:
             full.update({f"layer{s}.{i}": f"layer{s}.{i}" for s in (1, 2, 3) for i in range(n)})
-        if self.args.layers is None:
-            return full
-        unknown = [x for x in self.args.layers if x not in full]
-        if unknown:
-            raise RegistryError(f"{self._where('layers')}: unknown layer(s) {unknown}; known: {', '.join(full)}")
-        return {k: v for k, v in full.items() if k in self.args.layers}
+        return self.pick_layers(full, self.args.layers)
 
     @property
-    def _channels_last(self) -> bool:
+    def channels_last(self) -> bool:  # type: ignore[override]
         return self.args.channels_last
 
-    def forward_net(self, x: torch.Tensor) -> Any:
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
 
 
 @hookimpl

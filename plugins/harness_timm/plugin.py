@@ -91,20 +91,16 @@ class TimmBackbone(HookedBackbone):
     args: TimmArgs
 
     # -- configuration (cheap: no network is built) ---------------------------------------
-    def _where(self, field: str) -> str:
-        e = self.ctx.entry
-        return f"{e.source}: backbones.{e.name}: args.{field}"
-
     def _family(self) -> Family:
         mod = family_module(self.args.model)
         if mod is None:
-            raise RegistryError(f"{self._where('model')}: timm has no model {self.args.model!r}")
+            raise RegistryError(f"{self.where('model')}: timm has no model {self.args.model!r}")
         fam = FAMILIES.get(mod)
         if fam is None:
             known = ", ".join(sorted(f.name for f in FAMILIES.values()))
-            raise RegistryError(f"{self._where('model')}: no layer map for {self.args.model!r} ({mod}); families: {known}")
+            raise RegistryError(f"{self.where('model')}: no layer map for {self.args.model!r} ({mod}); families: {known}")
         if self.args.layer_set is not None and self.args.layer_set not in fam.layer_sets:
-            raise RegistryError(f"{self._where('layer_set')}: {self.args.layer_set!r} is not a {fam.name} layer set "
+            raise RegistryError(f"{self.where('layer_set')}: {self.args.layer_set!r} is not a {fam.name} layer set "
                                 f"(known: {', '.join(fam.layer_sets)})")
         return fam
 
@@ -133,7 +129,7 @@ class TimmBackbone(HookedBackbone):
         )
 
     @property
-    def _channels_last(self) -> bool:
+    def channels_last(self) -> bool:  # type: ignore[override]
         return self._family().channels_last if self.args.channels_last is None else self.args.channels_last
 
     # -- weights ---------------------------------------------------------------------------
@@ -206,8 +202,6 @@ class TimmBackbone(HookedBackbone):
                     f"for {self.args.model}: {exc}"
                 ) from None
             load_strict(net, sd, self.ctx.entry.name, path)
-        if self._channels_last:
-            net = net.to(memory_format=torch.channels_last)
         return net
 
     @property
@@ -217,17 +211,8 @@ class TimmBackbone(HookedBackbone):
     def layer_modules(self) -> dict[str, str]:
         fam = self._family()
         full = fam.layer_sets[self.args.layer_set or fam.default_set](self.net)
-        if self.args.layers is None:
-            return full
-        unknown = [n for n in self.args.layers if n not in full]
-        if unknown:
-            raise RegistryError(f"{self._where('layers')}: unknown layer(s) {unknown}; known: {', '.join(full)}")
-        return {n: p for n, p in full.items() if n in self.args.layers}
+        return self.pick_layers(full, self.args.layers)
 
-    def forward_net(self, x: torch.Tensor) -> Any:
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
 
 
 @hookimpl

@@ -150,19 +150,15 @@ class TorchvisionBackbone(HookedBackbone):
     )
     args: TVArgs
 
-    def _where(self, field: str) -> str:
-        e = self.ctx.entry
-        return f"{e.source}: backbones.{e.name}: args.{field}"
-
     def _arch(self) -> Arch:
         arch = ARCHS.get(self.args.arch)
         if arch is None:
-            raise RegistryError(f"{self._where('arch')}: no layer map for {self.args.arch!r} (known: {', '.join(ARCHS)})")
+            raise RegistryError(f"{self.where('arch')}: no layer map for {self.args.arch!r} (known: {', '.join(ARCHS)})")
         if self.args.tag is not None and self.args.tag not in arch.weights:
-            raise RegistryError(f"{self._where('tag')}: {self.args.tag!r} is not a {self.args.arch} weight tag "
+            raise RegistryError(f"{self.where('tag')}: {self.args.tag!r} is not a {self.args.arch} weight tag "
                                 f"(known: {', '.join(arch.weights)})")
         if self.args.layer_set is not None and self.args.layer_set not in arch.layer_sets:
-            raise RegistryError(f"{self._where('layer_set')}: {self.args.layer_set!r} is not a {self.args.arch} "
+            raise RegistryError(f"{self.where('layer_set')}: {self.args.layer_set!r} is not a {self.args.arch} "
                                 f"layer set (known: {', '.join(arch.layer_sets)})")
         return arch
 
@@ -180,18 +176,13 @@ class TorchvisionBackbone(HookedBackbone):
         return self._weights().preprocess
 
     @property
-    def _channels_last(self) -> bool:
+    def channels_last(self) -> bool:  # type: ignore[override]
         return self._arch().channels_last if self.args.channels_last is None else self.args.channels_last
 
     def layer_modules(self) -> dict[str, str]:
         arch = self._arch()
         full = arch.layer_sets[self.args.layer_set or arch.default_set](self.net)
-        if self.args.layers is None:
-            return full
-        unknown = [n for n in self.args.layers if n not in full]
-        if unknown:
-            raise RegistryError(f"{self._where('layers')}: unknown layer(s) {unknown}; known: {', '.join(full)}")
-        return {n: p for n, p in full.items() if n in self.args.layers}
+        return self.pick_layers(full, self.args.layers)
 
     def layer_output(self, name: str, out: Any) -> LayerTokens:
         if isinstance(out, torch.Tensor) and out.ndim == 2:  # fully connected: a 1×1 map
@@ -218,14 +209,8 @@ class TorchvisionBackbone(HookedBackbone):
         if not self.ctx.random_init:
             path = self._weights_file()
             load_strict(net, load_state_dict(path, self.ctx.entry.name), self.ctx.entry.name, path)
-        if self._channels_last:
-            net = net.to(memory_format=torch.channels_last)
         return net
 
-    def forward_net(self, x: torch.Tensor) -> Any:
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
 
 
 @hookimpl
