@@ -26,7 +26,6 @@ import argparse
 import os
 import resource
 import time
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,7 +45,6 @@ def token_source(n_stim: int, n_layers: int, c: int, g: int, head_grid: int, dev
                  seed: int = 0) -> TokenSource:
     """Random tokens pooled to the head's grid once, as the head's preload does (``TokenSource._read_local``)."""
     import torch.nn.functional as F
-
     from harness_heads.token_source import TokenSource
 
     gen = torch.Generator(device=device).manual_seed(seed)

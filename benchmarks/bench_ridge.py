@@ -183,7 +183,7 @@ def compare(
         vals, cnt = np.unique(ratio, return_counts=True)
         print(
             "      where they differ, log10(alpha ours / alpha ref): "
-            + ", ".join(f"{v:+g} ({c})" for v, c in zip(vals, cnt))
+            + ", ".join(f"{v:+g} ({c})" for v, c in zip(vals, cnt, strict=True))
         )
 
 
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     r = results["h32"].score(Xt, Yt)
     counts = {
         f"{a:g}": int(c)
-        for a, c in zip(*np.unique(results["h32"].best_alphas_, return_counts=True))
+        for a, c in zip(*np.unique(results["h32"].best_alphas_, return_counts=True), strict=True)
     }
     print(
         f"\nheld-out Pearson r (harness LOO float32): median {np.median(r):.3f}, 90th pct {np.percentile(r, 90):.3f}"

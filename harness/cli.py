@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,10 +31,10 @@ err_console = Console(stderr=True)
 class State:
     quiet: bool = False
     verbose: bool = False
-    home: Optional[Path] = None
-    data_root: Optional[Path] = None
-    db: Optional[Path] = None
-    registry: Optional[Path] = None
+    home: Path | None = None
+    data_root: Path | None = None
+    db: Path | None = None
+    registry: Path | None = None
 
 
 state = State()
@@ -44,10 +44,10 @@ state = State()
 def _global(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and final results.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (tracebacks of failed jobs).")] = False,
-    home: Annotated[Optional[Path], typer.Option(help="Cache/derived-weights folder [env HARNESS_HOME].")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Brain data root [env HARNESS_DATA_ROOT].")] = None,
-    db: Annotated[Optional[Path], typer.Option(help="Leaderboard database file [env HARNESS_DB].")] = None,
-    registry: Annotated[Optional[Path], typer.Option(help="registry.yaml to use [env HARNESS_REGISTRY].")] = None,
+    home: Annotated[Path | None, typer.Option(help="Cache/derived-weights folder [env HARNESS_HOME].")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Brain data root [env HARNESS_DATA_ROOT].")] = None,
+    db: Annotated[Path | None, typer.Option(help="Leaderboard database file [env HARNESS_DB].")] = None,
+    registry: Annotated[Path | None, typer.Option(help="registry.yaml to use [env HARNESS_REGISTRY].")] = None,
 ) -> None:
     state.quiet, state.verbose = quiet, verbose
     state.home, state.data_root, state.db, state.registry = home, data_root, db, registry
@@ -59,14 +59,14 @@ def _global(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from harness.settings import load_settings
 
     s = load_settings().with_overrides(home=state.home, data_root=state.data_root, db=state.db, registry=state.registry)
     return s
 
 
-def _registry_path(settings) -> Path | None:  # noqa: ANN001
+def _registry_path(settings) -> Path | None:
     if settings.registry is not None:
         return settings.registry
     local = Path.cwd() / "registry.yaml"
@@ -76,7 +76,7 @@ def _registry_path(settings) -> Path | None:  # noqa: ANN001
     return bundled if bundled.is_file() else None
 
 
-def _factory(device: str = "cpu", random_init: bool = False, **extraction):  # noqa: ANN001, ANN202
+def _factory(device: str = "cpu", random_init: bool = False, **extraction):
     from harness.factory import ExtractionOptions, Factory
     from harness.plugins import default_catalog
     from harness.registry import Registry, load_registry
@@ -87,18 +87,20 @@ def _factory(device: str = "cpu", random_init: bool = False, **extraction):  # n
     if random_init:
         entries = {n: (e.model_copy(update={"random_init": True}) if e.kind == "backbone" else e) for n, e in reg.entries.items()}
         reg = Registry(entries=entries)
+    if extraction.get("precision") is None:  # bf16 autocast on GPU; fp32 on CPU (bf16 there is not accurate
+        extraction["precision"] = "bf16" if device.startswith("cuda") else None  # to 0.999 for every family)
     opts = ExtractionOptions(**{k: v for k, v in extraction.items() if v is not None})
     return Factory(catalog=catalog, registry=reg, settings=settings, device=device, extraction=opts)
 
 
-def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [v for item in values for v in item.split(",") if v]
 
 
 @app.command("list")
-def list_cmd(kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="backbone, head, metric or dataset")] = None) -> None:
+def list_cmd(kind: Annotated[str | None, typer.Option("--kind", "-k", help="backbone, head, metric or dataset")] = None) -> None:
     """Installed plugins and the registry entries that use them."""
     from harness.plugins import default_catalog, missing_requirements
     from harness.registry import load_registry
@@ -128,7 +130,7 @@ def list_cmd(kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="b
     console.print(e)
 
 
-def _plan(all_: bool, backbone, head, dataset, metric, factory, everything: bool = False):  # noqa: ANN001, ANN202
+def _plan(all_: bool, backbone, head, dataset, metric, factory, everything: bool = False):
     from harness.plan import make_plan
 
     if not (all_ or everything) and not (backbone or head or dataset):
@@ -141,16 +143,16 @@ Everything = Annotated[bool, typer.Option("--everything", help="Like --all, plus
                                           "(ablations, extra sessions, larger nets).")]
 
 
-Sel = Annotated[Optional[list[str]], typer.Option()]
+Sel = Annotated[list[str] | None, typer.Option()]
 
 
 @app.command()
 def plan(
     all_: Annotated[bool, typer.Option("--all", help="Every registered backbone × head × dataset.")] = False,
-    backbone: Annotated[Optional[list[str]], typer.Option("-b", "--backbone")] = None,
-    head: Annotated[Optional[list[str]], typer.Option("-H", "--head")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option("-d", "--dataset")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("-m", "--metric")] = None,
+    backbone: Annotated[list[str] | None, typer.Option("-b", "--backbone")] = None,
+    head: Annotated[list[str] | None, typer.Option("-H", "--head")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("-d", "--dataset")] = None,
+    metric: Annotated[list[str] | None, typer.Option("-m", "--metric")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
     everything: Everything = False,
 ) -> None:
@@ -171,7 +173,7 @@ def plan(
     _print_skips(p)
 
 
-def _print_skips(p) -> None:  # noqa: ANN001
+def _print_skips(p) -> None:
     if p.skipped:
         s = Table(title="skipped")
         s.add_column("what")
@@ -184,15 +186,15 @@ def _print_skips(p) -> None:  # noqa: ANN001
 @app.command()
 def run(
     all_: Annotated[bool, typer.Option("--all", help="Every registered backbone × head × dataset.")] = False,
-    backbone: Annotated[Optional[list[str]], typer.Option("-b", "--backbone")] = None,
-    head: Annotated[Optional[list[str]], typer.Option("-H", "--head")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option("-d", "--dataset")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("-m", "--metric")] = None,
+    backbone: Annotated[list[str] | None, typer.Option("-b", "--backbone")] = None,
+    head: Annotated[list[str] | None, typer.Option("-H", "--head")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("-d", "--dataset")] = None,
+    metric: Annotated[list[str] | None, typer.Option("-m", "--metric")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     random_init: Annotated[bool, typer.Option("--random-init", help="Build every backbone with random weights.")] = False,
-    batch_size: Annotated[Optional[int], typer.Option(help="Extraction batch size.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast) extraction.")] = None,
-    finetune: Annotated[Optional[list[str]], typer.Option("--finetune", help="Cross base backbones (-b, default all) with their derived backbones fine-tuned on TASK; prints finetune_deltas.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Extraction batch size.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast) extraction; default bf16 on CUDA, fp32 on CPU.")] = None,
+    finetune: Annotated[list[str] | None, typer.Option("--finetune", help="Cross base backbones (-b, default all) with their derived backbones fine-tuned on TASK; prints finetune_deltas.")] = None,
     everything: Everything = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
@@ -248,7 +250,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _show(df, title: str, limit: int = 200) -> None:  # noqa: ANN001
+def _show(df, title: str, limit: int = 200) -> None:
     t = Table(title=title)
     for c in df.columns:
         t.add_column(str(c))
@@ -261,9 +263,9 @@ def _show(df, title: str, limit: int = 200) -> None:  # noqa: ANN001
 
 @app.command()
 def leaderboard(
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
-    roi: Annotated[Optional[str], typer.Option("--roi", "-r")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", "-m")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
+    roi: Annotated[str | None, typer.Option("--roi", "-r")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", "-m")] = None,
     view: Annotated[str, typer.Option(help="Any view defined in leaderboards/*.sql")] = "leaderboard",
     wide: Annotated[bool, typer.Option("--wide", help="Every column of the view (default: the essential ones).")] = False,
 ) -> None:
@@ -299,8 +301,8 @@ _ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_in
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SELECT/WITH query.")],
-    csv: Annotated[Optional[Path], typer.Option(help="Write the result as CSV here.")] = None,
-    parquet: Annotated[Optional[Path], typer.Option(help="Write the result as Parquet here.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the result as CSV here.")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Write the result as Parquet here.")] = None,
 ) -> None:
     """Run a read-only query on the leaderboard database."""
     from harness.store import Store
@@ -330,7 +332,7 @@ def cache_ls() -> None:
 
 
 @cache_app.command("clear")
-def cache_clear(key: Annotated[Optional[str], typer.Argument(help="Key prefix; all entries when omitted.")] = None) -> None:
+def cache_clear(key: Annotated[str | None, typer.Argument(help="Key prefix; all entries when omitted.")] = None) -> None:
     """Remove cached tokens (they are recomputed on the next run)."""
     from harness.cache import TokenCache
 
@@ -339,9 +341,10 @@ def cache_clear(key: Annotated[Optional[str], typer.Argument(help="Key prefix; a
 
 
 # Sub-commands that live in their own modules register here (one import line each).
-import harness.cli_data  # noqa: E402,F401  (harness data status|fetch|ceiling)
+import harness.cli_data  # noqa: E402  (harness data status|fetch|ceiling)
 import harness.cli_finetune  # noqa: E402,F401  (harness finetune)
 from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
+
 app.add_typer(weights_app, name="weights")
 
 

@@ -6,7 +6,7 @@ print their ``finetune_deltas``.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -20,23 +20,23 @@ _RECIPE = "Recipe (defaults: FactorTopy §4.4)"
 
 @app.command("finetune")
 def finetune_cmd(
-    backbone: Annotated[Optional[list[str]], typer.Option("-b", "--backbone", help="Registered backbone(s) to fine-tune.")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Task id (see --list) or an ImageFolder directory.")] = None,
-    task_arg: Annotated[Optional[list[str]], typer.Option("--task-arg", help="Task argument KEY=VALUE (repeatable).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps [3000].", rich_help_panel=_RECIPE)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate [3e-5].", rich_help_panel=_RECIPE)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay [0.01].", rich_help_panel=_RECIPE)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [4].", rich_help_panel=_RECIPE)] = None,
-    n_per_class: Annotated[Optional[int], typer.Option(help="Training images per class [50].", rich_help_panel=_RECIPE)] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Per-class validation hold-out [0.3].", rich_help_panel=_RECIPE)] = None,
-    max_val_per_class: Annotated[Optional[int], typer.Option(help="Cap on validation images per class [50].", rich_help_panel=_RECIPE)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Split, batch order and init seed [0].", rich_help_panel=_RECIPE)] = None,
-    layer: Annotated[Optional[str], typer.Option(help="Layer whose global token feeds the classifier [deepest].", rich_help_panel=_RECIPE)] = None,
-    batchnorm: Annotated[Optional[str], typer.Option(help="frozen (eval-mode BN statistics) or train [frozen].", rich_help_panel=_RECIPE)] = None,
-    head_init: Annotated[Optional[str], typer.Option(help="probe (start from the linear probe) or zeros [probe].", rich_help_panel=_RECIPE)] = None,
-    probe_c: Annotated[Optional[float], typer.Option(help="Inverse L2 strength of the linear probe [1.0].", rich_help_panel=_RECIPE)] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Train at this crop size instead of the backbone's.", rich_help_panel=_RECIPE)] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Validate every N steps (0: start and end) [0].", rich_help_panel=_RECIPE)] = None,
+    backbone: Annotated[list[str] | None, typer.Option("-b", "--backbone", help="Registered backbone(s) to fine-tune.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Task id (see --list) or an ImageFolder directory.")] = None,
+    task_arg: Annotated[list[str] | None, typer.Option("--task-arg", help="Task argument KEY=VALUE (repeatable).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps [3000].", rich_help_panel=_RECIPE)] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate [3e-5].", rich_help_panel=_RECIPE)] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0.01].", rich_help_panel=_RECIPE)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step [4].", rich_help_panel=_RECIPE)] = None,
+    n_per_class: Annotated[int | None, typer.Option(help="Training images per class [50].", rich_help_panel=_RECIPE)] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Per-class validation hold-out [0.3].", rich_help_panel=_RECIPE)] = None,
+    max_val_per_class: Annotated[int | None, typer.Option(help="Cap on validation images per class [50].", rich_help_panel=_RECIPE)] = None,
+    seed: Annotated[int | None, typer.Option(help="Split, batch order and init seed [0].", rich_help_panel=_RECIPE)] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer whose global token feeds the classifier [deepest].", rich_help_panel=_RECIPE)] = None,
+    batchnorm: Annotated[str | None, typer.Option(help="frozen (eval-mode BN statistics) or train [frozen].", rich_help_panel=_RECIPE)] = None,
+    head_init: Annotated[str | None, typer.Option(help="probe (start from the linear probe) or zeros [probe].", rich_help_panel=_RECIPE)] = None,
+    probe_c: Annotated[float | None, typer.Option(help="Inverse L2 strength of the linear probe [1.0].", rich_help_panel=_RECIPE)] = None,
+    image_size: Annotated[int | None, typer.Option(help="Train at this crop size instead of the backbone's.", rich_help_panel=_RECIPE)] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (0: start and end) [0].", rich_help_panel=_RECIPE)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Train again even if this fine-tune is stored.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List tasks and derived backbones, then exit.")] = False,
@@ -99,7 +99,7 @@ def finetune_cmd(
         console.print(f"cross them with the heads: harness run --all --finetune {t.id}")
 
 
-def _list(f) -> None:  # noqa: ANN001
+def _list(f) -> None:
     from harness.finetune.derived import DerivedStore
     from harness.finetune.tasks import task_classes
 
@@ -125,7 +125,7 @@ def _list(f) -> None:  # noqa: ANN001
     console.print(d)
 
 
-def select_finetuned(factory, tasks: list[str], bases: Optional[list[str]]) -> tuple[list[str], list]:  # noqa: ANN001
+def select_finetuned(factory, tasks: list[str], bases: list[str] | None) -> tuple[list[str], list]:
     """For ``harness run --finetune``: base backbones and their derived ones, recorded in ``finetunes``."""
     from harness.finetune.derived import DerivedStore
     from harness.finetune.pipeline import finetune_selection
@@ -138,7 +138,7 @@ def select_finetuned(factory, tasks: list[str], bases: Optional[list[str]]) -> t
     return names, skips
 
 
-def show_deltas(db, tasks: list[str]) -> None:  # noqa: ANN001
+def show_deltas(db, tasks: list[str]) -> None:
     """The derived name carries base and task (``<base>.ft-<task>-<hash>``), so those columns are left out here."""
     from harness.store import Store
 

@@ -35,13 +35,13 @@ class BuildContext:
     """What a plugin may know about the run building it."""
 
     entry: RegistryEntry
-    settings: "Settings"
+    settings: Settings
     device: str = "cpu"
     seed: int = 0
     #: lets a dataset generate targets from another registry backbone's cached tokens
-    tokens_for: Callable[[str, "Stimuli"], "TokenStore"] | None = None
+    tokens_for: Callable[[str, Stimuli], TokenStore] | None = None
     #: lets a dataset reuse another registry dataset's stimuli (e.g. a synthetic brain on real images)
-    stimuli_for: Callable[[str], "Stimuli"] | None = None
+    stimuli_for: Callable[[str], Stimuli] | None = None
 
     @property
     def random_init(self) -> bool:
@@ -62,8 +62,8 @@ class Plugin(ABC):
 class LayerTokens(NamedTuple):
     """One tapped layer for a batch: local tokens ``B×C×H×W`` and a global token ``B×C``."""
 
-    local: "torch.Tensor"
-    global_: "torch.Tensor"
+    local: torch.Tensor
+    global_: torch.Tensor
 
 
 class Backbone(Plugin):
@@ -84,18 +84,18 @@ class Backbone(Plugin):
         """Content hash of the weights actually loaded (keys the cache; never the entry name)."""
 
     @abstractmethod
-    def tokens(self, x: "torch.Tensor") -> dict[str, LayerTokens]:
+    def tokens(self, x: torch.Tensor) -> dict[str, LayerTokens]:
         """Forward a preprocessed batch ``B×3×H×W`` and return every tapped layer's tokens."""
 
     def unavailable_reason(self) -> str | None:
         """A cheap check, loading nothing: why this entry cannot be built here (e.g. weights missing offline)."""
         return None
 
-    def to(self, device: str) -> "Backbone":
+    def to(self, device: str) -> Backbone:
         """Move the network; plugins with a torch module override via :class:`harness.hooked.HookedBackbone`."""
         return self
 
-    def module(self) -> "torch.nn.Module | None":
+    def module(self) -> torch.nn.Module | None:
         """The trainable torch module, for heads that train through the backbone and for fine-tuning."""
         return None
 
@@ -106,14 +106,14 @@ class Stimuli:
     """Image ids, a loader, and a digest of the image content (keys the token cache)."""
 
     ids: tuple[str, ...]
-    load: Callable[[int], "Image.Image"]
+    load: Callable[[int], Image.Image]
     digest: str
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
-    def from_files(cls, paths: Sequence[Path], ids: Sequence[str] | None = None) -> "Stimuli":
+    def from_files(cls, paths: Sequence[Path], ids: Sequence[str] | None = None) -> Stimuli:
         """Digest is over file bytes, so an edited image misses the cache."""
         paths = [Path(p) for p in paths]
         h = hashlib.sha256()
@@ -124,7 +124,7 @@ class Stimuli:
                 raise DataError(f"{p}: cannot read stimulus image ({exc.strerror or exc})") from exc
         names = tuple(ids) if ids is not None else tuple(p.stem for p in paths)
 
-        def load(i: int) -> "Image.Image":
+        def load(i: int) -> Image.Image:
             from PIL import Image, UnidentifiedImageError
 
             try:
@@ -136,14 +136,14 @@ class Stimuli:
         return cls(ids=names, load=load, digest=h.hexdigest())
 
     @classmethod
-    def from_array(cls, images: np.ndarray, ids: Sequence[str] | None = None) -> "Stimuli":
+    def from_array(cls, images: np.ndarray, ids: Sequence[str] | None = None) -> Stimuli:
         """``images``: ``N×H×W×3`` uint8, e.g. procedurally generated stimuli."""
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise DataError(f"stimulus array must be N×H×W×3 uint8, got {images.shape} {images.dtype}")
         digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
         names = tuple(ids) if ids is not None else tuple(f"img{i:05d}" for i in range(len(images)))
 
-        def load(i: int) -> "Image.Image":
+        def load(i: int) -> Image.Image:
             from PIL import Image
 
             return Image.fromarray(images[i])
@@ -164,7 +164,7 @@ class VoxelTargets:
     responses: np.ndarray
     train_idx: np.ndarray
     test_idx: np.ndarray
-    voxels: "pd.DataFrame"  #: columns voxel_id, roi, and optionally x, y, z
+    voxels: pd.DataFrame  #: columns voxel_id, roi, and optionally x, y, z
     repeats: np.ndarray | None = None  #: stimuli × repeats × voxels, NaN for missing repeats
     noise_ceiling_r: np.ndarray | None = None  #: per-voxel ceiling on the Pearson-r scale
     roi_levels: dict[str, float] = field(default_factory=dict)  #: ideal hierarchy level per ROI
@@ -258,7 +258,7 @@ class Dataset(Plugin):
         """Identity of the data for job keys; defaults to the stimuli digest."""
         return self.stimuli().digest
 
-    def fetch_plan(self) -> "FetchPlan | None":
+    def fetch_plan(self) -> FetchPlan | None:
         """The public files of this entry and where they go (``harness data fetch``); None: not downloadable."""
         return None
 
@@ -268,7 +268,7 @@ class Dataset(Plugin):
 class HeadInput:
     targets: Targets
     stimuli: Stimuli
-    tokens: "TokenStore | None" = None
+    tokens: TokenStore | None = None
     backbone: Backbone | None = None
     device: str = "cpu"
     seed: int = 0

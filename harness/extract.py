@@ -45,6 +45,12 @@ def storage_dtype(first_batch: torch.Tensor, requested: torch.dtype) -> torch.dt
     return requested if FP16_MIN_PEAK <= peak <= FP16_MAX_PEAK else torch.float32
 
 
+def _overflowed(stored: tuple[torch.Tensor, ...], source: tuple[torch.Tensor, ...]) -> bool:
+    """True where the cast produced non-finite values that the float32 source did not have."""
+    finite = lambda ts: all(bool(torch.isfinite(t).all()) for t in ts)
+    return not finite(stored) and finite(source)
+
+
 def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: int) -> str:
     return token_key(
         weights=backbone.weights_digest(),
@@ -110,14 +116,13 @@ def ensure_tokens(
                 dtype = layer_dtype.setdefault(layer, storage_dtype(local32, requested))
                 local = local32.to(dtype, memory_format=torch.contiguous_format)
                 glob = glob32.to(dtype).contiguous()
-                if dtype == torch.float16 and not (bool(torch.isfinite(local).all()) and bool(torch.isfinite(glob).all())):
-                    if bool(torch.isfinite(local32).all()) and bool(torch.isfinite(glob32).all()):
-                        from harness.errors import HarnessError
+                if dtype == torch.float16 and _overflowed((local, glob), (local32, glob32)):
+                    from harness.errors import HarnessError
 
-                        raise HarnessError(
-                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
-                            f"{start + len(batch) - 1} exceed float16's range (peak {float(local32.abs().amax()):.3g}); "
-                            "extract with store_dtype='float32'")
+                    raise HarnessError(
+                        f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
+                        f"{start + len(batch) - 1} exceed float16's range (peak {float(local32.abs().amax()):.3g}); "
+                        "extract with store_dtype='float32'")
                 w.write(start, layer, local.cpu().numpy(), glob.cpu().numpy())
             if progress:
                 progress(start + len(batch), len(stimuli))

@@ -27,7 +27,7 @@ class ExtractionOptions:
 class Factory:
     catalog: Catalog
     registry: Registry
-    settings: "Settings"
+    settings: Settings
     device: str = "cpu"
     seed: int = 0
     extraction: ExtractionOptions = field(default_factory=ExtractionOptions)
@@ -63,7 +63,7 @@ class Factory:
         """Another registry dataset's stimuli (a synthetic brain may be generated on real images)."""
         return self.dataset(dataset_name).stimuli()
 
-    def tokens_for(self, backbone_name: str, stimuli: Stimuli) -> "TokenStore":
+    def tokens_for(self, backbone_name: str, stimuli: Stimuli) -> TokenStore:
         from harness.cache import TokenCache
         from harness.extract import ensure_tokens
 

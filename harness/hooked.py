@@ -45,9 +45,9 @@ def to_layer_tokens(out: Any, num_prefix_tokens: int = 1) -> LayerTokens:
     if out.ndim == 4:
         return LayerTokens(local=out, global_=out.mean(dim=(2, 3)))
     if out.ndim == 3:
-        b, n, c = out.shape
+        b, _, c = out.shape
         patches = out[:, num_prefix_tokens:]
-        side = int(math.isqrt(patches.shape[1]))
+        side = math.isqrt(patches.shape[1])
         if side * side != patches.shape[1]:
             raise ValueError(f"cannot arrange {patches.shape[1]} patch tokens in a square grid")
         local = patches.transpose(1, 2).reshape(b, c, side, side)
@@ -103,7 +103,7 @@ class HookedBackbone(Backbone):
             self._digest = state_dict_digest(self.net)
         return self._digest
 
-    def to(self, device: str) -> "HookedBackbone":
+    def to(self, device: str) -> HookedBackbone:
         self.net.to(device)
         return self
 

@@ -50,7 +50,7 @@ def load_entrypoints(pm: pluggy.PluginManager) -> dict[str, str]:
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not take down the others
+        except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {first}"
             continue

@@ -130,7 +130,7 @@ class Runner:
             needs_tokens = any(TOKENS in f.catalog.get("head", j.head.plugin).spec.consumes for j in jobs)
             if needs_tokens:
                 tokens = f.tokens_for(bb_name, stimuli)
-        except Exception as exc:  # noqa: BLE001 - recorded per job, the run goes on
+        except Exception as exc:
             err = _one_line(exc)
             for j in jobs:
                 self._write_failed(j, summary, err, time.perf_counter() - t0)
@@ -169,7 +169,7 @@ class Runner:
                     scores.append(s)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - a failing job is recorded, not fatal
+        except Exception as exc:
             log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
             self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0)
             return
@@ -186,7 +186,7 @@ class Runner:
         if backbone is not None:
             try:
                 digest = backbone.weights_digest()
-            except Exception:  # noqa: BLE001 - a digest failure must not hide the job's own error
+            except Exception:
                 digest = None
         return {"job_id": job.job_id, "run_id": self._run_id, "backbone": job.backbone.name, "head": job.head.name,
                 "dataset": job.dataset.name, "subject": job.subject, "status": status, "error": error, "wall_s": wall,

@@ -10,9 +10,10 @@ A TOML config file (``$HARNESS_CONFIG`` or ``~/.config/harness/config.toml``) ma
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import tomllib
 
 from harness.errors import HarnessError
 
@@ -52,7 +53,7 @@ class Settings:
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
-    def with_overrides(self, **kw: object) -> "Settings":
+    def with_overrides(self, **kw: object) -> Settings:
         clean = {k: v for k, v in kw.items() if v is not None}
         for key in ("home", "data_root", "db", "registry"):
             if key in clean:
@@ -63,7 +64,7 @@ class Settings:
 def default_db_path(home: Path) -> Path:
     """The project's ``leaderboards/`` folder when run from a checkout, so SQL views sit beside the data."""
     local = Path.cwd() / "leaderboards"
-    if (local / "leaderboard.sql").is_file() or (Path.cwd() / "registry.yaml").is_file() and local.is_dir():
+    if (local / "leaderboard.sql").is_file() or ((Path.cwd() / "registry.yaml").is_file() and local.is_dir()):
         return local / "harness.duckdb"
     return home / "harness.duckdb"
 

@@ -75,8 +75,8 @@ class Preprocess(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     @classmethod
-    def from_crop_pct(cls, size: int, crop_pct: float = 0.875, **kw: Any) -> "Preprocess":
-        return cls(resize=int(round(size / crop_pct)), crop=size, **kw)
+    def from_crop_pct(cls, size: int, crop_pct: float = 0.875, **kw: Any) -> Preprocess:
+        return cls(resize=round(size / crop_pct), crop=size, **kw)
 
 
 class RegistryEntry(BaseModel):

@@ -102,15 +102,13 @@ class Store:
             yield con
             con.execute("COMMIT")
         except BaseException:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
             raise
         finally:
             con.close()
 
-    def writer(self) -> "contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]":
+    def writer(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """The one short-lived write transaction, for core extensions that own a table (e.g. fine-tunes)."""
         return self._write()
 

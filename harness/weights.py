@@ -41,7 +41,7 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False") or bool(os.environ.get("HARNESS_OFFLINE"))
 
 
-def weights_roots(settings: "Settings | None") -> list[Path]:
+def weights_roots(settings: Settings | None) -> list[Path]:
     roots: list[Path] = []
     env = os.environ.get("HARNESS_WEIGHTS_ROOT")
     if env:
@@ -125,7 +125,7 @@ def _download(src: WeightSource) -> Path | None:
             from huggingface_hub import hf_hub_download
 
             return Path(hf_hub_download(src.hf_repo, src.hf_file, revision=src.revision))
-        except Exception:  # noqa: BLE001 - any network failure falls through to the next source / the clear error
+        except Exception:
             pass
     if src.url and all(reachable(h) for h in _download_hosts(WeightSource(url=src.url))):
         try:
@@ -135,12 +135,12 @@ def _download(src: WeightSource) -> Path | None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(src.url, str(dst), progress=False)
             return dst
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     return None
 
 
-def where_to_put(src: WeightSource, settings: "Settings | None") -> str:
+def where_to_put(src: WeightSource, settings: Settings | None) -> str:
     roots = weights_roots(settings)
     target = f"{roots[0] / src.filename}" if (roots and src.filename) else "a local file (set args.weights)"
     extra = f" or the HF hub cache of {src.hf_repo}/{src.hf_file}" if src.hf_repo else ""
@@ -151,7 +151,7 @@ def where_to_put(src: WeightSource, settings: "Settings | None") -> str:
     return f"put it at {target}{extra}"
 
 
-def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", explicit: str | None = None,
+def resolve_weights(entry: str, src: WeightSource, settings: Settings | None, explicit: str | None = None,
                     download: bool = True) -> Path:
     """Return a local weights file for ``entry`` or raise one :class:`WeightsMissingError` line."""
     if explicit:
@@ -174,7 +174,7 @@ def resolve_weights(entry: str, src: WeightSource, settings: "Settings | None", 
     )
 
 
-def weights_unavailable(entry: str, src: WeightSource, settings: "Settings | None",
+def weights_unavailable(entry: str, src: WeightSource, settings: Settings | None,
                         explicit: str | None = None) -> str | None:
     """The cheap check behind ``Backbone.unavailable_reason``: no hashing, no download.
 
@@ -187,7 +187,7 @@ def weights_unavailable(entry: str, src: WeightSource, settings: "Settings | Non
     return None
 
 
-def resolve_snapshot(entry: str, hf_repo: str, revision: str | None, settings: "Settings | None",
+def resolve_snapshot(entry: str, hf_repo: str, revision: str | None, settings: Settings | None,
                      explicit: str | None = None, folder: str | None = None) -> Path:
     """A folder holding a ``from_pretrained`` model (config + weights): explicit, weights root, HF cache, download."""
     if explicit:
@@ -203,14 +203,14 @@ def resolve_snapshot(entry: str, hf_repo: str, revision: str | None, settings: "
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(hf_repo, revision=revision, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached locally
+    except Exception:
         pass
     if not offline():
         try:
             from huggingface_hub import snapshot_download
 
             return Path(snapshot_download(hf_repo, revision=revision))
-        except Exception:  # noqa: BLE001 - network failure → the clear error below
+        except Exception:
             pass
     roots = weights_roots(settings)
     where = roots[0] / name if roots else Path(name)
@@ -234,7 +234,7 @@ def load_state_dict(path: Path, entry: str) -> dict:
         import torch
 
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt/unsafe files all become one clear line
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsMissingError(f"backbone {entry!r}: cannot read weights {path}: {first}") from exc
     for key in ("state_dict", "model"):
@@ -245,7 +245,7 @@ def load_state_dict(path: Path, entry: str) -> dict:
     return obj
 
 
-def load_strict(net: "torch.nn.Module", sd: dict, entry: str, path: Path) -> None:
+def load_strict(net: torch.nn.Module, sd: dict, entry: str, path: Path) -> None:
     """``load_state_dict(strict=True)`` whose failure is one line naming the file and the first mismatches."""
     unexpected: list[str] = []
     shapes: list[str] = []
@@ -265,7 +265,7 @@ def load_strict(net: "torch.nn.Module", sd: dict, entry: str, path: Path) -> Non
     net.load_state_dict(sd, strict=True)
 
 
-def local_snapshot(hf_repo: str, revision: str | None, settings: "Settings | None",
+def local_snapshot(hf_repo: str, revision: str | None, settings: Settings | None,
                    marker: str = "config.json") -> Path | None:
     """A ``from_pretrained`` folder already on this machine (weights roots, then the HF hub cache); never downloads.
 
@@ -280,12 +280,12 @@ def local_snapshot(hf_repo: str, revision: str | None, settings: "Settings | Non
         from huggingface_hub import snapshot_download
 
         p = Path(snapshot_download(hf_repo, revision=revision, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached locally (or huggingface_hub absent)
+    except Exception:
         return None
     return p if (p / marker).is_file() else None
 
 
-def snapshot_unavailable(entry: str, hf_repo: str, revision: str | None, settings: "Settings | None",
+def snapshot_unavailable(entry: str, hf_repo: str, revision: str | None, settings: Settings | None,
                          explicit: str | None = None, marker: str = "config.json") -> str | None:
     """The cheap check behind ``unavailable_reason`` for snapshot-loaded backbones: no download, no network wait."""
     if explicit:

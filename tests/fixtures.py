@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from harness_datasets.synthetic import procedural_images
 from PIL import Image
 
 from harness.scoring import rdm_from_features
-from harness_datasets.synthetic import procedural_images
 
 
 def algonauts_folder(root: Path, n: int = 12, n_sub: int = 4, seed: int = 0) -> Path:

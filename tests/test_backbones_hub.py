@@ -86,7 +86,7 @@ def stimuli2() -> Stimuli:
 
 
 @pytest.fixture
-def factory(harness_env: Path):  # noqa: ANN201
+def factory(harness_env: Path):
     return make_factory({"backbones": {n: e for n, (e, _) in TINY.items()}}, harness_env)
 
 
@@ -164,7 +164,6 @@ def test_openclip_checkpoint_loads_visual_part(harness_env: Path, stimuli2: Stim
 
 def test_openclip_every_listed_pair_is_addressable() -> None:
     import open_clip
-
     from harness_openclip.backbone import OpenClipArgs, weight_sources
 
     pairs = open_clip.list_pretrained()
@@ -186,7 +185,7 @@ def test_openclip_bad_tags_are_named(harness_env: Path) -> None:
     }}, harness_env)
     reason = f.backbone("oc_bad").unavailable_reason()
     assert reason and "'nope' is not a tag of ViT-B-32" in reason and "laion2b_s34b_b79k" in reason
-    with pytest.raises(RegistryError, match="args.pretrained"):
+    with pytest.raises(RegistryError, match=r"args\.pretrained"):
         f.backbone("oc_bad").weights_digest()
     reason = f.backbone("oc_unlabelled").unavailable_reason()
     assert reason and "random_init: true" in reason
@@ -293,7 +292,6 @@ def test_sd_layer_order_and_batch_independence(harness_env: Path, stimuli2: Stim
 
 def test_sd_add_noise_matches_diffusers_scheduler() -> None:
     from diffusers import DDPMScheduler
-
     from harness_diffusers.noising import add_noise
 
     s = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
@@ -307,7 +305,6 @@ def test_sd_add_noise_matches_diffusers_scheduler() -> None:
 def test_ddim_inversion_reaches_closed_form_with_oracle(prediction_type: str) -> None:
     """With a model that predicts the true noise, DDIM inversion lands exactly on √ᾱ_t x̂0 + √(1-ᾱ_t) ε."""
     from diffusers import DDIMScheduler
-
     from harness_diffusers.noising import add_noise, ddim_inversion, inversion_grid
 
     alphas = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod

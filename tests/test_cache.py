@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_datasets.synthetic import procedural_images
 
 from harness.cache import TokenCache
 from harness.contracts import Stimuli
 from harness.extract import ensure_tokens, tokens_key
-from harness_datasets.synthetic import procedural_images
 from tests.helpers import make_factory
 
 REG = {"backbones": {"mnv2": {"plugin": "torchvision", "random_init": True},
@@ -18,11 +18,11 @@ REG = {"backbones": {"mnv2": {"plugin": "torchvision", "random_init": True},
 
 
 @pytest.fixture
-def factory(tmp_path: Path, harness_env: Path):  # noqa: ANN201
+def factory(tmp_path: Path, harness_env: Path):
     return make_factory(REG, tmp_path, batch_size=4)
 
 
-def test_extract_shapes_order_and_hit(factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_extract_shapes_order_and_hit(factory, tmp_path: Path) -> None:
     stim = Stimuli.from_array(procedural_images(6, 48, 0))
     bb = factory.backbone("mnv2")
     cache = TokenCache(tmp_path / "c")
@@ -37,7 +37,7 @@ def test_extract_shapes_order_and_hit(factory, tmp_path: Path) -> None:  # noqa:
     assert again.path == store.path and (again.path / "meta.json").stat().st_mtime_ns == mtime
 
 
-def test_batches_equal_one_pass(factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_batches_equal_one_pass(factory, tmp_path: Path) -> None:
     stim = Stimuli.from_array(procedural_images(5, 40, 1))
     bb = factory.backbone("mnv2")
     a = ensure_tokens(bb, stim, TokenCache(tmp_path / "a"), batch_size=2)
@@ -46,7 +46,7 @@ def test_batches_equal_one_pass(factory, tmp_path: Path) -> None:  # noqa: ANN00
         np.testing.assert_allclose(np.asarray(a.local(layer), np.float32), np.asarray(b.local(layer), np.float32), atol=1e-2, rtol=1e-2)
 
 
-def test_key_changes_with_content(factory) -> None:  # noqa: ANN001
+def test_key_changes_with_content(factory) -> None:
     imgs = procedural_images(3, 32, 2)
     s1 = Stimuli.from_array(imgs)
     imgs2 = imgs.copy()
@@ -69,7 +69,7 @@ def test_key_changes_with_content(factory) -> None:  # noqa: ANN001
     assert k != tokens_key(other, s1, "fp32", 32)
 
 
-def test_interrupted_extraction_leaves_no_entry(factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_interrupted_extraction_leaves_no_entry(factory, tmp_path: Path) -> None:
     stim = Stimuli.from_array(procedural_images(6, 32, 3))
     bb = factory.backbone("mnv2")
     cache = TokenCache(tmp_path / "c")
@@ -86,7 +86,7 @@ def test_interrupted_extraction_leaves_no_entry(factory, tmp_path: Path) -> None
     assert ensure_tokens(bb, stim, cache, batch_size=2).n == 6
 
 
-def test_layers_outside_float16_range_are_stored_in_float32(factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_layers_outside_float16_range_are_stored_in_float32(factory, tmp_path: Path) -> None:
     """A random-init MobileNetV2's deep maps peak far below float16's smallest normal (6e-5): kept in float32,
     they match an all-float32 extraction; float16 would have stored exact zeros."""
     stim = Stimuli.from_array(procedural_images(4, 48, 3))
@@ -107,8 +107,9 @@ def test_layers_outside_float16_range_are_stored_in_float32(factory, tmp_path: P
 
 def test_float16_overflow_in_a_later_batch_is_an_error(tmp_path: Path) -> None:
     """The first batch fixes a layer's dtype; a later batch beyond float16's range fails loudly, leaving no entry."""
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     from harness.errors import HarnessError
     from harness.specs import Preprocess
@@ -122,7 +123,7 @@ def test_float16_overflow_in_a_later_batch_is_an_error(tmp_path: Path) -> None:
         def weights_digest(self) -> str:
             return "loud"
 
-        def to(self, device: str) -> "Loud":
+        def to(self, device: str) -> Loud:
             return self
 
         def tokens(self, x: torch.Tensor) -> dict:

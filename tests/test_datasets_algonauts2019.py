@@ -224,7 +224,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         algo(tmp_path, root=str(root)).targets("all")
     # a corrupt image names the image
     (root / "images" / "image_03.png").write_bytes(b"not an image")
-    with pytest.raises(DataError, match="image_03.png: corrupt"):
+    with pytest.raises(DataError, match=r"image_03\.png: corrupt"):
         algo(tmp_path, root=str(root)).stimuli().load(2)
     # no data root: the reason says what to set
     monkeypatch.delenv("HARNESS_DATA_ROOT", raising=False)

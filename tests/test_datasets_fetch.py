@@ -89,7 +89,7 @@ def test_interrupted_download_resumes_with_range(server: Server, tmp_path: Path)
     data, sha = _blob(server, "a/big.bin", 3_000_000)
     rf = RemoteFile(url=f"{server.url}/a/big.bin", dest="sub/big.bin", sha256=sha, size=len(data))
     server.cut_after = 1_000_000
-    with pytest.raises(DataError, match="interrupted.*rerun to resume"):
+    with pytest.raises(DataError, match=r"interrupted.*rerun to resume"):
         download(rf, tmp_path / "d")
     part = tmp_path / "d" / "sub" / "big.bin.part"
     assert part.stat().st_size == 1_000_000 and not (tmp_path / "d" / "sub" / "big.bin").exists()
@@ -109,7 +109,7 @@ def test_server_ignoring_range_restarts_and_bad_checksum_is_refused(server: Serv
     server.honour_range = False
     assert download(RemoteFile(url=f"{server.url}/f.bin", dest="f.bin", sha256=sha), dest) == "downloaded"
     assert (dest / "f.bin").read_bytes() == data
-    with pytest.raises(DataError, match="sha256 .* does not match the expected 0000"):
+    with pytest.raises(DataError, match=r"sha256 .* does not match the expected 0000"):
         download(RemoteFile(url=f"{server.url}/f.bin", dest="g.bin", sha256="0" * 64), dest)
     assert not (dest / "g.bin").exists() and not (dest / "g.bin.part").exists()
     with pytest.raises(DataError, match="HTTP 404"):

@@ -131,7 +131,7 @@ def test_imagefolder_task(tmp_path: Path) -> None:
     data = task.load()
     assert task.id == "folder-set" and data.classes == ("blue", "red") and data.counts() == {"blue": 3, "red": 3}
     assert data.stimuli.load(0).getpixel((0, 0)) == (0, 0, 255)
-    with pytest.raises(HarnessError, match="unknown task 'nope'.*k92_animacy"):
+    with pytest.raises(HarnessError, match=r"unknown task 'nope'.*k92_animacy"):
         make_task("nope", default_catalog().manager, load_settings())
 
 
@@ -151,7 +151,7 @@ def test_derived_store_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     real = safetensors.torch.save_file
     calls = []
 
-    def dies_on_second_file(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def dies_on_second_file(*a, **k):
         calls.append(a[1])
         if len(calls) == 2:
             raise KeyboardInterrupt

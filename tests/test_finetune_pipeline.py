@@ -29,11 +29,11 @@ TINY = FinetuneConfig(steps=6, image_size=32, n_per_class=4, eval_batch_size=64)
 
 
 @pytest.fixture
-def mobilenet(harness_env: Path, shared_weights: Path):  # noqa: ANN201
+def mobilenet(harness_env: Path, shared_weights: Path):
     return make_factory(MOBILENET, harness_env)
 
 
-def _task(factory, **args):  # noqa: ANN001, ANN003, ANN202
+def _task(factory, **args):
     return make_task("gratings", factory.catalog.manager, factory.settings, args)
 
 

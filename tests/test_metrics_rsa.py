@@ -51,9 +51,9 @@ def test_comparators_match_scipy_and_brute_force_with_ties() -> None:
     rng = np.random.default_rng(0)
     a = rng.integers(0, 6, (3, 45)).astype(float)  # many ties
     b = rng.random((3, 45))
-    np.testing.assert_allclose(compare_rows("spearman", a, b), [stats.spearmanr(x, y).statistic for x, y in zip(a, b)])
-    np.testing.assert_allclose(compare_rows("pearson", a, b), [stats.pearsonr(x, y).statistic for x, y in zip(a, b)])
-    np.testing.assert_allclose(compare_rows("tau_a", a, b), [_brute_tau_a(x, y) for x, y in zip(a, b)], atol=1e-12)
+    np.testing.assert_allclose(compare_rows("spearman", a, b), [stats.spearmanr(x, y).statistic for x, y in zip(a, b, strict=True)])
+    np.testing.assert_allclose(compare_rows("pearson", a, b), [stats.pearsonr(x, y).statistic for x, y in zip(a, b, strict=True)])
+    np.testing.assert_allclose(compare_rows("tau_a", a, b), [_brute_tau_a(x, y) for x, y in zip(a, b, strict=True)], atol=1e-12)
     np.testing.assert_allclose(kendall_tau_a(a[0], a[1]), _brute_tau_a(a[0], a[1]), atol=1e-12)
     assert kendall_tau_a(np.ones(5), b[0, :5]) == 0.0
 

@@ -21,7 +21,16 @@ from harness.plugins import build_catalog, default_catalog, make_manager
 from harness.registry import load_registry
 from harness.runner import Runner
 from harness.settings import load_settings
-from harness.specs import IMAGES, LAYER_WEIGHTS, MODEL_RDMS, TOKENS, VOXEL_PREDICTIONS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import (
+    IMAGES,
+    LAYER_WEIGHTS,
+    MODEL_RDMS,
+    TOKENS,
+    VOXEL_PREDICTIONS,
+    PluginArgs,
+    PluginSpec,
+    Preprocess,
+)
 from harness.store import Store
 from tests.fixtures import algonauts_folder
 

@@ -80,7 +80,7 @@ def test_broken_plugin_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) ->
 
     real = md.entry_points
 
-    def fake(**kw):  # noqa: ANN003, ANN202
+    def fake(**kw):
         eps = list(real(**kw))
         if kw.get("group") == "harness":
             eps.append(md.EntryPoint(name="broken", value="harness_no_such_module.plugin", group="harness"))

@@ -177,7 +177,7 @@ def test_kfold_matches_bruteforce_sklearn_ridge(regime: str, backend: str) -> No
 
 def test_kfold_int_cv_is_sklearn_kfold_and_r2_scoring() -> None:
     X, Y, _, _ = make_data(45, 10, 12, seed=7)
-    for (tr, va), (tr2, va2) in zip(kfold_splits(45, 4), KFold(4).split(X)):
+    for (tr, va), (tr2, va2) in zip(kfold_splits(45, 4), KFold(4).split(X), strict=True):
         np.testing.assert_array_equal(tr, tr2)
         np.testing.assert_array_equal(va, va2)
     ours = RidgeCV(ALPHAS, cv=4, scoring="r2", backend="numpy", dtype="float64").fit(

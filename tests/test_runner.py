@@ -37,12 +37,12 @@ def rows(store: Store, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, harness_env: Path):  # noqa: ANN201
+def setup(tmp_path: Path, harness_env: Path):
     f = make_factory(registry(tmp_path), tmp_path, batch_size=8, max_grid=8)
     return f, Store(tmp_path / "lb.duckdb")
 
 
-def test_run_resume_and_determinism(setup, tmp_path: Path) -> None:  # noqa: ANN001
+def test_run_resume_and_determinism(setup, tmp_path: Path) -> None:
     f, store = setup
     plan = make_plan(f)
     # voxel head × voxel dataset and RDM head × RDM dataset only; the crossed pairs are skipped with a reason
@@ -66,7 +66,7 @@ def test_run_resume_and_determinism(setup, tmp_path: Path) -> None:  # noqa: ANN
     assert set(lb["dataset"]) == {"syn", "algo"}
 
 
-def test_failed_job_is_recorded_and_retried(setup, tmp_path: Path) -> None:  # noqa: ANN001
+def test_failed_job_is_recorded_and_retried(setup, tmp_path: Path) -> None:
     f, store = setup
     bad = np.load(tmp_path / "algo" / "rdms.npz")
     evc = bad["EVC"].copy()
@@ -82,7 +82,7 @@ def test_failed_job_is_recorded_and_retried(setup, tmp_path: Path) -> None:  # n
     assert rows(store, "SELECT count(*) FROM jobs WHERE status = 'failed'")[0][0] == 1  # old config's record kept
 
 
-def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:  # noqa: ANN001
+def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:
     f, store = setup
     seen = []
 
@@ -101,14 +101,13 @@ def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:  # noqa: ANN001
     assert rows(store, "SELECT count(*), count(DISTINCT job_id) FROM jobs")[0] == (3, 3)
 
 
-def test_second_run_on_same_db_is_refused(setup) -> None:  # noqa: ANN001
+def test_second_run_on_same_db_is_refused(setup) -> None:
     f, store = setup
-    with store.run_lock():
-        with pytest.raises(RunLockedError, match="another harness run is writing"):
-            Runner(f, store).run(make_plan(f, heads=["rsa"]))
+    with store.run_lock(), pytest.raises(RunLockedError, match="another harness run is writing"):
+        Runner(f, store).run(make_plan(f, heads=["rsa"]))
 
 
-def test_unwritable_database_path(setup, tmp_path: Path) -> None:  # noqa: ANN001
+def test_unwritable_database_path(setup, tmp_path: Path) -> None:
     f, _ = setup
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -116,7 +115,7 @@ def test_unwritable_database_path(setup, tmp_path: Path) -> None:  # noqa: ANN00
         Runner(f, Store(blocker / "sub" / "lb.duckdb")).run(make_plan(f, heads=["rsa"]))
 
 
-def test_sql_is_read_only(setup) -> None:  # noqa: ANN001
+def test_sql_is_read_only(setup) -> None:
     f, store = setup
     Runner(f, store).run(make_plan(f, heads=["rsa"]))
     for bad in ("DELETE FROM jobs", "SELECT 1; DROP TABLE jobs", "DROP TABLE jobs", "INSERT INTO runs VALUES (1)",
@@ -135,7 +134,7 @@ def test_sql_is_read_only(setup) -> None:  # noqa: ANN001
         ("corrupt", "corrupt or unreadable image"),
     ],
 )
-def test_bad_rdm_inputs_fail_with_one_line(setup, tmp_path: Path, mutate: str, match: str) -> None:  # noqa: ANN001
+def test_bad_rdm_inputs_fail_with_one_line(setup, tmp_path: Path, mutate: str, match: str) -> None:
     f, store = setup
     root = tmp_path / "algo"
     z = dict(np.load(root / "rdms.npz"))
@@ -156,9 +155,10 @@ def test_bad_rdm_inputs_fail_with_one_line(setup, tmp_path: Path, mutate: str, m
         assert "image_03.jpg" in err
 
 
-def test_voxel_bad_inputs(setup) -> None:  # noqa: ANN001
-    from harness.contracts import VoxelTargets
+def test_voxel_bad_inputs(setup) -> None:
     import pandas as pd
+
+    from harness.contracts import VoxelTargets
 
     vox = pd.DataFrame({"voxel_id": ["a", "b"], "roi": ["V1", "V1"]})
     ok = np.zeros((6, 2), np.float32)

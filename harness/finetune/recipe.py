@@ -53,5 +53,5 @@ class FinetuneConfig(BaseModel):
         """The backbone's preprocessing, rescaled to ``image_size`` when set (same resize/crop ratio)."""
         if self.image_size is None:
             return base
-        resize = max(self.image_size, int(round(base.resize * self.image_size / base.crop)))
+        resize = max(self.image_size, round(base.resize * self.image_size / base.crop))
         return base.model_copy(update={"resize": resize, "crop": self.image_size})

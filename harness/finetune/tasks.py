@@ -87,7 +87,7 @@ class Task(ABC):
 
     spec: ClassVar[TaskSpec]
 
-    def __init__(self, args: PluginArgs, settings: "Settings") -> None:
+    def __init__(self, args: PluginArgs, settings: Settings) -> None:
         self.args = args
         self.settings = settings
 
@@ -151,7 +151,7 @@ class ImageFolderTask(Task):
 
 
 # ----------------------------------------------------------------------------- catalog
-def task_classes(pm: "pluggy.PluginManager") -> dict[str, type[Task]]:
+def task_classes(pm: pluggy.PluginManager) -> dict[str, type[Task]]:
     """Every task class from the ``harness_tasks`` hook, plus the built-in ImageFolder task."""
     out: dict[str, type[Task]] = {ImageFolderTask.spec.id: ImageFolderTask}
     for result in pm.hook.harness_tasks():
@@ -182,7 +182,7 @@ def parse_task_args(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def make_task(name: str, pm: "pluggy.PluginManager", settings: "Settings", args: dict[str, Any] | None = None) -> Task:
+def make_task(name: str, pm: pluggy.PluginManager, settings: Settings, args: dict[str, Any] | None = None) -> Task:
     """``name`` is a task id from ``harness_tasks`` or a folder in ImageFolder layout."""
     import importlib.util
 
@@ -220,7 +220,7 @@ def split_per_class(labels: np.ndarray, n_per_class: int, val_fraction: float, m
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         idx = idx[rng.permutation(len(idx))]
-        n_val = min(max_val_per_class, max(1, int(round(val_fraction * len(idx)))))
+        n_val = min(max_val_per_class, max(1, round(val_fraction * len(idx))))
         if len(idx) - n_val < 1:
             raise DataError(f"class {int(c)} has {len(idx)} image(s): too few for a training and a validation sample")
         val.append(idx[:n_val])

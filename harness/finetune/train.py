@@ -146,7 +146,7 @@ def finetune(backbone: Backbone, data: LabelledImages, cfg: FinetuneConfig, devi
     val_acc = _evaluate(backbone, head, layer, data.stimuli, pre, va, y_va, cfg.eval_batch_size, device)
     tail = losses[-cfg.eval_every:] if cfg.eval_every else losses
     curve.append({"step": cfg.steps, "val_accuracy": val_acc, "train_loss": float(np.mean(tail))})
-    counts = lambda idx: {c: int((y_all[idx] == i).sum()) for i, c in enumerate(data.classes)}  # noqa: E731
+    counts = lambda idx: {c: int((y_all[idx] == i).sum()) for i, c in enumerate(data.classes)}
     return FinetuneOutcome(
         state_dict={n: t.detach().cpu().clone().contiguous() for n, t in net.state_dict().items()},
         classifier={n: t.detach().cpu().clone().contiguous() for n, t in head.state_dict().items()},

@@ -29,7 +29,7 @@ class BankSource:
         self.feats: list[torch.Tensor] = []
         for s in stages:
             arr = bank.store.local(s) if spatial else bank.store.global_(s)[..., None, None]
-            self.feats.append(torch.from_numpy(np.asarray(arr, np.float32)).to(device))
+            self.feats.append(torch.from_numpy(np.array(arr, np.float32)).to(device))
         self.channels = [int(f.shape[1]) for f in self.feats]
         self.grids = [int(f.shape[-1]) for f in self.feats]
         self.n_images = bank.n_images

@@ -9,9 +9,8 @@ normalised with the ImageNet mean/std.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import torch
 from torch import nn
 
 from harness.errors import RegistryError

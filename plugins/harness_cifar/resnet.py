@@ -39,7 +39,7 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(16)
         self.stem_act = nn.ReLU()
         widths, inp = (16, 32, 64), 16
-        for s, (w, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
+        for s, (w, stride) in enumerate(zip(widths, (1, 2, 2), strict=True), start=1):
             blocks = [BasicBlock(inp if i == 0 else w, w, stride if i == 0 else 1) for i in range(n)]
             setattr(self, f"layer{s}", nn.Sequential(*blocks))
             inp = w

@@ -44,9 +44,9 @@ from harness_datasets.nsd_labels import (
     read_mapping_npy,
     surface_coords,
 )
+from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite
-from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan

@@ -34,9 +34,9 @@ import pandas as pd
 from harness.contracts import Dataset, Stimuli, VoxelTargets
 from harness.errors import DataError
 from harness.specs import VOXELS, PluginArgs, PluginSpec
+from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
-from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan

@@ -28,8 +28,8 @@ import pandas as pd
 from harness.contracts import Dataset, RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
-from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 from harness_datasets.roots import data_folder
+from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan

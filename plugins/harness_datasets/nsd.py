@@ -51,9 +51,9 @@ from harness_datasets.nsd_labels import (
     read_ctab,
     surface_coords,
 )
+from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_hdf5
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
-from harness_datasets.roots import data_folder
 
 if TYPE_CHECKING:
     from harness.fetch import FetchPlan

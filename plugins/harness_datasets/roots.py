@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from harness.contracts import BuildContext
 
 
-def data_folder(ctx: "BuildContext", explicit: str | None, subdir: str, layout: str) -> Path:
+def data_folder(ctx: BuildContext, explicit: str | None, subdir: str, layout: str) -> Path:
     """``args.root`` when given, else ``$HARNESS_DATA_ROOT/<subdir>``; one clear error when neither is set."""
     if explicit:
         return Path(explicit).expanduser()

@@ -156,7 +156,7 @@ class SyntheticVoxels(Dataset):
             return None
         try:
             self.stimuli()
-        except Exception as exc:  # noqa: BLE001 - any failure to get the stimuli makes the entry unavailable
+        except Exception as exc:
             return f"stimuli from {self.args.stimuli!r}: {exc}"
         return None
 

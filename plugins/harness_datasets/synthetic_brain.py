@@ -292,7 +292,7 @@ def render_signal(store: TokenStore, layers: tuple[str, ...], truth: dict[str, n
         b = basis.shape[0]
         for s0 in range(0, n, n_chunk):
             s1 = min(n, s0 + n_chunk)
-            loc = torch.from_numpy(np.asarray(store.local(layer)[s0:s1], dtype=np.float32))
+            loc = torch.from_numpy(np.array(store.local(layer)[s0:s1], dtype=np.float32))
             if (h, w) != (gh, gw):
                 loc = F.adaptive_avg_pool2d(loc, (gh, gw))
             m = torch.einsum("nchw,bc->nbhw", loc, basis).reshape(-1, gw)  # (n·B·h) × w
@@ -303,7 +303,7 @@ def render_signal(store: TokenStore, layers: tuple[str, ...], truth: dict[str, n
                 q = (ph[v0:v1, :, None] * gy[v0:v1, None, :]).reshape(v1 - v0, b * gh).T  # (B·h) × v
                 y.mul_(q)  # in place: (y · q) summed over k is the readout; ~2× faster than einsum here
                 loc_read[s0:s1, v0:v1] = y.sum(1).double().numpy()
-        glob = torch.from_numpy(np.asarray(store.global_(layer), dtype=np.float32))
+        glob = torch.from_numpy(np.array(store.global_(layer), dtype=np.float32))
         glob_read = ((glob @ basis.T) @ ph.T).double().numpy()  # N × v
         comp = (1.0 - mix[vox]) * _zscore(loc_read) + mix[vox] * _zscore(glob_read)
         signal[:, vox] += w_layers[vox, li] * comp

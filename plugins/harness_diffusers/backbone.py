@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -31,7 +31,6 @@ from harness.hooked import state_dict_digest, to_layer_tokens
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 from harness.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness_diffusers.noising import TO_EPSILON, add_noise, ddim_inversion, fixed_noise
-
 
 #: the file that makes a folder a diffusers pipeline (a model folder has config.json instead)
 PIPELINE_MARKER = "model_index.json"
@@ -184,7 +183,7 @@ class StableDiffusionBackbone(Backbone):
     def module(self) -> nn.Module:
         return self.parts.unet
 
-    def to(self, device: str) -> "StableDiffusionBackbone":
+    def to(self, device: str) -> StableDiffusionBackbone:
         p = self.parts
         for m in (p.unet, p.vae, p.text):
             m.to(device)

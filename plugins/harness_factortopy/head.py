@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
+from harness_heads.training import ChunkedVoxelModel, TrainArgs, linear_decay
 from pydantic import Field
 
 from harness.errors import DataError
@@ -32,8 +34,6 @@ from harness_factortopy.model import (
     selector_outputs,
 )
 from harness_factortopy.positional import sinusoidal_encoding
-from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, linear_decay
 
 
 class FactorTopyArgs(TrainArgs):

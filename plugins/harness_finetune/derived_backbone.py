@@ -106,12 +106,12 @@ class DerivedBackbone(Backbone):
         _ = self._parent
         return self._digest
 
-    def tokens(self, x: "torch.Tensor") -> dict[str, LayerTokens]:
+    def tokens(self, x: torch.Tensor) -> dict[str, LayerTokens]:
         return self._parent.tokens(x)
 
-    def to(self, device: str) -> "DerivedBackbone":
+    def to(self, device: str) -> DerivedBackbone:
         self._parent.to(device)
         return self
 
-    def module(self) -> "torch.nn.Module | None":
+    def module(self) -> torch.nn.Module | None:
         return self._parent.module()

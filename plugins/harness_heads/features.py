@@ -17,7 +17,7 @@ def layer_matrix(store: TokenStore, layer: str, kind: FeatureKind, pool: int | N
     """``N × features`` float32 for one layer; local maps are average-pooled to at most ``pool×pool``."""
     parts = []
     if kind in ("local", "local+global"):
-        loc = torch.from_numpy(np.asarray(store.local(layer), dtype=np.float32))
+        loc = torch.from_numpy(np.array(store.local(layer), dtype=np.float32))
         if pool is not None and max(loc.shape[-2:]) > pool:
             loc = F.adaptive_avg_pool2d(loc, (min(pool, loc.shape[-2]), min(pool, loc.shape[-1])))
         parts.append(loc.reshape(len(loc), -1).numpy())
@@ -30,5 +30,7 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """z-score with training statistics, so one alpha grid suits every layer's scale."""
     mu = train.mean(0)
     sd = train.std(0)
-    sd[sd < 1e-8] = 1.0
+    # constant columns → 1; the floor is relative, so a layer of tiny scale (random-init deep maps ~1e-8) is
+    # standardised like any other rather than left unscaled
+    sd[sd <= max(float(sd.max(initial=0.0)) * 1e-6, 1e-30)] = 1.0
     return [(a - mu) / sd for a in (train, *others)]

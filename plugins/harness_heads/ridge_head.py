@@ -67,7 +67,7 @@ class RidgeHead(Head):
 
         rng = np.random.default_rng(data.seed)
         perm = rng.permutation(len(tr))
-        n_val = max(2, int(round(a.val_fraction * len(tr))))
+        n_val = max(2, round(a.val_fraction * len(tr)))
         fit_i, val_i = tr[np.sort(perm[n_val:])], tr[np.sort(perm[:n_val])]
         val_r = np.full((len(layers), n_vox), -np.inf)
         mats = {}

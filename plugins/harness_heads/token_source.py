@@ -54,6 +54,12 @@ class _Layer:
     global_sd: torch.Tensor | None = None
 
 
+def _floored(sd: torch.Tensor) -> torch.Tensor:
+    """Channel SDs floored relative to the layer's largest: constant channels stay finite, and a layer whose
+    scale is tiny (a random-init net's deep maps, ~1e-8) is standardised like any other, not divided by 1e-6."""
+    return sd.clamp_min(max(float(sd.max()) * 1e-6, 1e-30)) if sd.numel() else sd
+
+
 class TokenSource:
     """Batches of ``LayerTokens`` (float32, standardised) for stimulus indices of the dataset."""
 
@@ -95,9 +101,10 @@ class TokenSource:
         for layer in layers:
             loc = store.local(layer) if parts != "global" else None
             glob = store.global_(layer) if parts != "local" else None
-            if preload:
-                loc = cls._read_local(loc, needed, grid, device) if loc is not None else None
-                glob = torch.from_numpy(np.asarray(glob[needed], np.float16)).to(device) if glob is not None else None
+            if preload:  # float16 on the device, unless the cache kept the layer in float32 (outside float16's range)
+                dt = torch.float16 if store.meta.get("dtypes", {}).get(layer, "float16") == "float16" else torch.float32
+                loc = cls._read_local(loc, needed, grid, device, dt) if loc is not None else None
+                glob = torch.from_numpy(np.asarray(glob[needed], np.float32)).to(device, dt) if glob is not None else None
             data.append(_Layer(local=loc, global_=glob))
         row_of = None
         if preload:
@@ -125,14 +132,15 @@ class TokenSource:
         return src
 
     @staticmethod
-    def _read_local(mm: np.ndarray, idx: np.ndarray, grid: int | None, device: str) -> torch.Tensor:
+    def _read_local(mm: np.ndarray, idx: np.ndarray, grid: int | None, device: str,
+                    dtype: torch.dtype = torch.float16) -> torch.Tensor:
         """Chunks go to the device as they are read: host memory holds one chunk, never the whole set."""
         out: torch.Tensor | None = None
         for s in range(0, len(idx), _READ_CHUNK):
             t = _pool(torch.from_numpy(np.asarray(mm[idx[s : s + _READ_CHUNK]], np.float32)), grid)
             if out is None:
-                out = torch.empty((len(idx), *t.shape[1:]), dtype=torch.float16, device=device)
-            out[s : s + len(t)] = t.to(device, torch.float16)
+                out = torch.empty((len(idx), *t.shape[1:]), dtype=dtype, device=device)
+            out[s : s + len(t)] = t.to(device, dtype)
         assert out is not None
         return out
 
@@ -141,11 +149,11 @@ class TokenSource:
             if d.local is not None:
                 x = self._raw_local(d, idx)  # n×C×H×W float32
                 d.local_mu = x.mean(dim=(0, 2, 3))
-                d.local_sd = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+                d.local_sd = _floored(x.std(dim=(0, 2, 3)))
             if d.global_ is not None:
                 g = self._raw_global(d, idx)
                 d.global_mu = g.mean(0)
-                d.global_sd = g.std(0).clamp_min(1e-6)
+                d.global_sd = _floored(g.std(0))
 
     # ------------------------------------------------------------------ access
     def _raw_local(self, d: _Layer, idx: np.ndarray) -> torch.Tensor:

@@ -120,7 +120,7 @@ class HFBackbone(Backbone):
     def module(self) -> nn.Module:
         return self.net
 
-    def to(self, device: str) -> "HFBackbone":
+    def to(self, device: str) -> HFBackbone:
         self.net.to(device)
         return self
 

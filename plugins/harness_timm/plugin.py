@@ -22,7 +22,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 from torch import nn
 
