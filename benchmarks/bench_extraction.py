@@ -103,7 +103,7 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
 
     net = bb.module()
     bb.weights_digest()  # hashed once per backbone; not a per-batch cost
-    cl = bool(getattr(bb, "_channels_last", False))
+    cl = bool(getattr(bb, "channels_last", False))
     fmt = torch.channels_last if cl else torch.contiguous_format
     other = torch.contiguous_format if cl else torch.channels_last
     batches = [b.contiguous(memory_format=fmt) for _, b in iter_batches(stimuli, bb.preprocess, args.batch)]

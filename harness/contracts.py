@@ -203,6 +203,9 @@ class RDMTargets:
     #: Algonauts 92 + 118 sets: "92/IT" spans the first 92); ROIs not listed span all stimuli.
     #: RDM heads build each ROI's model RDM over ``stimuli_of(roi, n)``.
     stimulus_idx: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ROI → ``subjects × time × N × N``: the time-resolved RDMs (MEG) whose mean over time is the ROI's RDM.
+    #: Heads may train on time points sampled from them (Gaziv 2019); scoring always uses ``rdms``.
+    time_rdms: dict[str, np.ndarray] = field(default_factory=dict)
     kind: ClassVar[str] = "rdms"
 
     def stimuli_of(self, roi: str, n_stimuli: int) -> np.ndarray:
@@ -225,6 +228,14 @@ class RDMTargets:
             asym = float(np.abs(r - r.transpose(0, 2, 1)).max())
             if asym > 1e-5 * max(1.0, float(np.abs(r).max())):
                 raise DataError(f"{w}: RDM is not symmetric (max |D - Dᵀ| = {asym:.3g})")
+        for roi, tr in self.time_rdms.items():
+            w = f"{where}: ROI {roi!r} time-resolved RDMs"
+            if roi not in self.rdms:
+                raise DataError(f"{w}: no RDM of that ROI")
+            if tr.ndim != 4 or tr.shape[0] != self.rdms[roi].shape[0] or tr.shape[2:] != self.rdms[roi].shape[1:]:
+                raise DataError(f"{w}: shape {tr.shape}, expected subjects×time×N×N with subjects×N×N = "
+                                f"{self.rdms[roi].shape}")
+            _finite_or_raise(tr, w)
 
 
 Targets = VoxelTargets | RDMTargets

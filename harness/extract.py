@@ -37,18 +37,23 @@ def _cap_grid(local: torch.Tensor, max_grid: int) -> torch.Tensor:
 FP16_MIN_PEAK, FP16_MAX_PEAK = 0.1, 2048.0
 
 
+FP16_MAX = 65504.0
+
+
+def _peak(x: torch.Tensor) -> float:
+    """max |x| in one vectorised pass (aminmax is ~3x faster than abs().amax() and ~9x than isfinite on CPU)."""
+    if not x.numel():
+        return 0.0
+    lo, hi = torch.aminmax(x.detach())
+    return max(-float(lo), float(hi))
+
+
 def storage_dtype(first_batch: torch.Tensor, requested: torch.dtype) -> torch.dtype:
     """The dtype a layer is stored in: the requested one unless it is float16 and the values do not fit it."""
     if requested != torch.float16:
         return requested
-    peak = float(first_batch.detach().abs().amax()) if first_batch.numel() else 1.0
+    peak = _peak(first_batch) if first_batch.numel() else 1.0
     return requested if FP16_MIN_PEAK <= peak <= FP16_MAX_PEAK else torch.float32
-
-
-def _overflowed(stored: tuple[torch.Tensor, ...], source: tuple[torch.Tensor, ...]) -> bool:
-    """True where the cast produced non-finite values that the float32 source did not have."""
-    finite = lambda ts: all(bool(torch.isfinite(t).all()) for t in ts)
-    return not finite(stored) and finite(source)
 
 
 def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: int) -> str:
@@ -114,15 +119,17 @@ def ensure_tokens(
             for layer, t in toks.items():
                 local32, glob32 = _cap_grid(t.local.float(), max_grid), t.global_.float()
                 dtype = layer_dtype.setdefault(layer, storage_dtype(local32, requested))
+                if dtype == torch.float16:
+                    peak = max(_peak(local32), _peak(glob32))
+                    if FP16_MAX < peak < float("inf"):  # NaN/inf from the net itself pass through unchanged
+                        from harness.errors import HarnessError
+
+                        raise HarnessError(
+                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
+                            f"{start + len(batch) - 1} exceed float16's range (peak {peak:.3g}); "
+                            "extract with store_dtype='float32'")
                 local = local32.to(dtype, memory_format=torch.contiguous_format)
                 glob = glob32.to(dtype).contiguous()
-                if dtype == torch.float16 and _overflowed((local, glob), (local32, glob32)):
-                    from harness.errors import HarnessError
-
-                    raise HarnessError(
-                        f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
-                        f"{start + len(batch) - 1} exceed float16's range (peak {float(local32.abs().amax()):.3g}); "
-                        "extract with store_dtype='float32'")
                 w.write(start, layer, local.cpu().numpy(), glob.cpu().numpy())
             if progress:
                 progress(start + len(batch), len(stimuli))

@@ -323,3 +323,46 @@ def test_runner_crosses_the_head_with_rdm_datasets_and_stores_stage_weights(tmp_
     scores = store.query("SELECT j.head, s.roi, s.raw FROM scores s JOIN jobs j USING (job_id) "
                          "WHERE s.subject = '' AND s.roi IN ('V1', 'IT')")
     assert len(scores) == 2 * len(heads) and np.isfinite(scores["raw"]).all()
+
+
+# ----------------------------------------------------------------------------- MEG time sampling
+def test_time_samples_follow_a_gaussian_truncated_to_the_interval() -> None:
+    """Draws against the discretised, renormalised normal (scipy): centred on the middle, never outside."""
+    from harness_aggregation.train import sample_time_index
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    n_time, sd = 11, 0.25
+    draws = np.array([sample_time_index(rng, n_time, sd) for _ in range(20000)])
+    assert draws.min() >= 0 and draws.max() < n_time
+    edges = np.arange(n_time + 1) - 0.5  # round(x) == k  ⇔  x ∈ [k − ½, k + ½)
+    p = np.diff(stats.norm.cdf(edges, loc=(n_time - 1) / 2, scale=sd * n_time))
+    p /= p.sum()
+    observed = np.bincount(draws, minlength=n_time)
+    assert stats.chisquare(observed, p * len(draws)).pvalue > 1e-3
+    assert sample_time_index(rng, 1, sd) == 0
+
+
+def test_time_sampling_trains_on_the_middle_of_a_meg_interval(world: dict[str, Any]) -> None:
+    """Planted: the middle samples of a 21-sample interval carry stage s3's RDM, the others s1's. The interval
+    mean is mostly s1; sampling toward the middle (SD 5 % of the interval) learns s3, the mean learns s1."""
+    n_sub, n_time = 4, 21
+    t1, t3 = _planted(world, "s1", n_sub=n_sub), _planted(world, "s3", n_sub=n_sub, seed=2)
+    middle = np.abs(np.arange(n_time) - n_time // 2) <= 2
+    per = np.stack([t3.rdms["ROI"] if m else t1.rdms["ROI"] for m in middle], axis=1)  # S × T × n × n
+    targets = RDMTargets(rdms={"ROI": per.mean(1)}, subject_ids=t1.subject_ids, time_rdms={"ROI": per})
+    targets.validate(len(world["stim"]), "planted")
+    kw = {"normalize": "l2", "epochs": 60, "folds": 2, "masks": ("stage", "channel")}
+    sampled = _run(world, targets, time_sampling_sd=0.05, **kw)
+    mean = _run(world, targets, time_sampling_sd=None, **kw)
+    assert int(np.argmax(sampled.layer_weights[0])) == 2, sampled.layer_weights[0].round(3)
+    assert int(np.argmax(mean.layer_weights[0])) == 0, mean.layer_weights[0].round(3)
+    assert sampled.info["time_sampled_rois"] == ["ROI"] and mean.info["time_sampled_rois"] == []
+
+
+def test_time_rdms_must_match_the_rois_rdms() -> None:
+    r = np.zeros((3, 4, 4))
+    with pytest.raises(DataError, match=r"ROI 'A' time-resolved RDMs: shape \(3, 5, 4\)"):
+        RDMTargets(rdms={"A": r}, subject_ids=["a", "b", "c"], time_rdms={"A": np.zeros((3, 5, 4))}).validate(4, "x")
+    with pytest.raises(DataError, match="no RDM of that ROI"):
+        RDMTargets(rdms={"A": r}, subject_ids=["a", "b", "c"], time_rdms={"B": np.zeros((3, 5, 4, 4))}).validate(4, "x")

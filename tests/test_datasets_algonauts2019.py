@@ -173,6 +173,17 @@ def test_time_resolved_meg_windows(tmp_path: Path) -> None:
     assert t.roi_levels["MEG_t-100"] < t.roi_levels["MEG_t-80"]
     with pytest.raises(DataError, match="no MEG samples"):
         algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[500]).targets("all")
+    assert t.time_rdms == {}  # per-sample RDMs only when asked
+
+    # meg_time_resolved: each window also carries its per-sample RDMs, whose time mean is the window's RDM
+    tr = algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[-100, -80], meg_window_ms=5,
+              meg_time_resolved=True).targets("all")
+    tr.validate(8, "fixture")
+    per = tr.time_rdms["MEG_t-80"]
+    assert per.shape == (4, 5, 8, 8)
+    np.testing.assert_allclose(per.mean(axis=1), tr.rdms["MEG_t-80"], atol=1e-12)
+    np.testing.assert_allclose(per[:, 2][:, off], raw[:, :, 22].mean(1)[:, off], atol=1e-9)  # sample at -78 ms
+    np.testing.assert_allclose(per, per.transpose(0, 1, 3, 2))
 
 
 @pytest.mark.parametrize("layout", ["mat_v5", "mat_v73"])

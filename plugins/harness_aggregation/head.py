@@ -71,6 +71,10 @@ class AggregationArgs(PluginArgs):
     #: ROI → ROI whose subjects (all of them) train its encoder, on that ROI's stimuli. With a dataset
     #: that joins image sets, {"118/IT": "92/IT"} scores transfer to unseen images and subjects.
     train_roi: dict[str, str] = Field(default_factory=dict)
+    #: MEG ROIs that come with time-resolved RDMs (e.g. algonauts2019 ``meg_time_resolved: true``): each batch
+    #: trains on one time point drawn from a Gaussian centred on the interval's middle with this SD (a fraction
+    #: of the interval; Gaziv 2019). null: train on the interval's mean RDM.
+    time_sampling_sd: float | None = Field(0.25, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> AggregationArgs:
@@ -146,7 +150,8 @@ class StageAggregationHead(Head):
     def _config(self) -> TrainConfig:
         a = self.args
         return TrainConfig(masks=a.masks, pool=a.pool, normalize=a.normalize, loss=a.loss, alpha=a.alpha, beta=a.beta,
-                           lr=a.lr, backbone_lr=a.backbone_lr, batch_size=a.batch_size, epochs=a.epochs)
+                           lr=a.lr, backbone_lr=a.backbone_lr, batch_size=a.batch_size, epochs=a.epochs,
+                           time_sd=a.time_sampling_sd or 0.25)
 
     def _source(self, data: HeadInput, stages: list[str], device: str) -> FeatureSource:
         a, bb = self.args, data.backbone
@@ -187,6 +192,7 @@ class StageAggregationHead(Head):
         sels: list[dict[str, Any]] = []
         info: dict[str, Any] = {"stages": stages, "folds": [[t.subject_ids[s] for s in f] for f in folds],
                                 "n_seeds": a.n_seeds, "train_roi": dict(a.train_roi), "stage_weights": {},
+                                "time_sampled_rois": sorted(t.time_rdms) if a.time_sampling_sd is not None else [],
                                 "train_loss": {}, "stage_scalars": {}}
         for ri, (roi, roi_folds) in enumerate(plan):
             fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)
@@ -223,6 +229,7 @@ class StageAggregationHead(Head):
         a, n_sub, n_stim = self.args, len(t.subject_ids), len(data.stimuli)
         src = a.train_roi.get(roi, roi)
         train_rdms = np.asarray(t.rdms[src], np.float64)
+        timed = t.time_rdms.get(src) if a.time_sampling_sd is not None else None
         train_idx, pred_idx = t.stimuli_of(src, n_stim), t.stimuli_of(roi, n_stim)
         fits = RoiFits(rdms=np.zeros((n_sub, len(pred_idx), len(pred_idx))),
                        shares=np.zeros((len(folds), a.n_seeds, n_stages)),
@@ -230,7 +237,8 @@ class StageAggregationHead(Head):
         for fi, held in enumerate(folds):
             train_subj = np.setdiff1d(np.arange(n_sub), held) if src == roi else np.arange(n_sub)
             for r in range(a.n_seeds):
-                fitted = self._fit_one(source, train_rdms[train_subj], train_idx, (data.seed, ri, fi, r), device, data)
+                fitted = self._fit_one(source, train_rdms[train_subj], train_idx, (data.seed, ri, fi, r), device, data,
+                                       None if timed is None else timed[train_subj])
                 assert fitted.embedding is not None
                 emb = fitted.embedding[pred_idx]
                 fits.rdms[held] += rdm_from_features(emb) / a.n_seeds
@@ -241,7 +249,7 @@ class StageAggregationHead(Head):
         return fits
 
     def _fit_one(self, source: FeatureSource, rdms: np.ndarray, images: np.ndarray, key: tuple[int, ...],
-                 device: str, data: HeadInput) -> Fitted:
+                 device: str, data: HeadInput, time_rdms: np.ndarray | None = None) -> Fitted:
         """One training; with ``epochs: 0`` nothing is learned, so one untrained model serves every fold and ROI."""
         if self.args.epochs == 0:
             if self._untrained is None:
@@ -249,7 +257,7 @@ class StageAggregationHead(Head):
             fitted = self._untrained
         else:
             seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
-            fitted = fit(source, rdms, self._config(), seed, device, images)
+            fitted = fit(source, rdms, self._config(), seed, device, images, time_rdms)
         self._done += 1
         if data.progress:
             data.progress(f"aggregation fit {self._done}/{self._total}", 0.3 + 0.7 * self._done / self._total)

@@ -26,6 +26,20 @@ class TrainConfig:
     backbone_lr: float = 1e-4
     batch_size: int = 40
     epochs: int = 20
+    #: SD (fraction of the interval) of the Gaussian that draws each batch's MEG time point (with time RDMs)
+    time_sd: float = 0.25
+
+
+def sample_time_index(rng: np.random.Generator, n_time: int, sd_fraction: float) -> int:
+    """A time sample drawn from a Gaussian centred on the interval's middle (SD = ``sd_fraction`` × length),
+    redrawn until it falls inside: Gaziv (2019) samples MEG time points toward the middle of the interval."""
+    if n_time <= 1:
+        return 0
+    mid, sd = (n_time - 1) / 2, max(sd_fraction * n_time, 1e-9)
+    while True:
+        t = round(rng.normal(mid, sd))
+        if 0 <= t < n_time:
+            return t
 
 
 @dataclass
@@ -50,24 +64,29 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
 
 
 def fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
-        images: np.ndarray | None = None) -> Fitted:
+        images: np.ndarray | None = None, time_rdms: np.ndarray | None = None) -> Fitted:
     """Train on training subjects' RDMs ``S×n×n`` over the source's stimuli ``images`` (default: all, in order).
 
     Within a batch every image pair is one loss term per subject, weighted by the entry's
     reliability; the live backbone (if any) is restored to its pretrained weights afterwards.
+    With ``time_rdms`` (``S×T×n×n``, MEG) each batch's targets are the RDMs of one time point drawn
+    by :func:`sample_time_index`; the reliability weights stay those of ``rdms`` (the interval mean).
     Returns the model and its centre-crop embedding of *every* stimulus of the source.
     """
     with intra_op_threads(source.train_threads if device == "cpu" else None):
-        return _fit(source, rdms, cfg, seed, device, images)
+        return _fit(source, rdms, cfg, seed, device, images, time_rdms)
 
 
 def _fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, device: str,
-         images: np.ndarray | None) -> Fitted:
+         images: np.ndarray | None, time_rdms: np.ndarray | None = None) -> Fitted:
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
     model = StageAggregator(source.channels, source.grids, cfg.masks, cfg.pool, cfg.normalize).to(device)
     weights = torch.from_numpy(reliability_weights(rdms, cfg.alpha, cfg.beta).astype(np.float32)).to(device)
     targets = torch.from_numpy(np.asarray(rdms, np.float32)).to(device)
+    timed = None if time_rdms is None else torch.from_numpy(np.asarray(time_rdms, np.float32)).to(device)
+    if timed is not None and (timed.ndim != 4 or timed.shape[0] != targets.shape[0] or timed.shape[2:] != targets.shape[1:]):
+        raise ValueError(f"time-resolved RDMs {tuple(timed.shape)} do not match RDMs {tuple(targets.shape)} (S×T×n×n)")
     n = targets.shape[-1]
     images = np.arange(n) if images is None else np.asarray(images)
     if len(images) != n:
@@ -90,7 +109,8 @@ def _fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, d
                     iu = np.triu_indices(len(idx), k=1)
                     rows, cols = torch.from_numpy(idx[iu[0]]).to(device), torch.from_numpy(idx[iu[1]]).to(device)
                     pred = correlation_distance(model(source.train_batch(images[idx], rng)))[iu[0], iu[1]]
-                    loss = rdm_loss(pred, targets[:, rows, cols], weights[rows, cols], cfg.loss)
+                    now = targets if timed is None else timed[:, sample_time_index(rng, timed.shape[1], cfg.time_sd)]
+                    loss = rdm_loss(pred, now[:, rows, cols], weights[rows, cols], cfg.loss)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

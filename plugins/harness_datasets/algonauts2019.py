@@ -64,6 +64,9 @@ class AlgonautsArgs(PluginArgs):
     #: start times (ms) of time-resolved MEG ROIs ``MEG_t<ms>``; needs MEG_decoding_RDMs.mat
     meg_times_ms: tuple[float, ...] = ()
     meg_window_ms: float = 10.0
+    #: also hand heads each ``MEG_t<ms>`` window's per-sample RDMs (subjects × time × N × N), so the stage
+    #: aggregation head can train on time points sampled toward the window's middle (Gaziv 2019)
+    meg_time_resolved: bool = False
     meg_time0_ms: float = -100.0
     meg_dt_ms: float = 1.0
 
@@ -120,11 +123,13 @@ def meg_times(n_time: int, time0_ms: float = -100.0, dt_ms: float = 1.0) -> np.n
 
 
 def read_meg_time_windows(path: Path, starts_ms: tuple[float, ...], window_ms: float, sessions: str = "mean",
-                          time0_ms: float = -100.0, dt_ms: float = 1.0) -> dict[float, np.ndarray]:
+                          time0_ms: float = -100.0, dt_ms: float = 1.0,
+                          samples: dict[float, np.ndarray] | None = None) -> dict[float, np.ndarray]:
     """Start time → subjects × N × N: time-resolved MEG RDMs averaged over [t, t + window).
 
     Reads only the asked time samples of ``MEG_decoding_RDMs`` (the full file is GBs);
-    the undefined diagonal (NaN) becomes 0.
+    the undefined diagonal (NaN) becomes 0. A ``samples`` dict is filled with each window's
+    per-sample RDMs (subjects × time × N × N), whose mean over time is the returned RDM.
     """
     import h5py
 
@@ -161,6 +166,9 @@ def read_meg_time_windows(path: Path, starts_ms: tuple[float, ...], window_ms: f
             block = get(slice(int(sel[0]), int(sel[-1]) + 1))  # S × sessions × T × N × N
             n = block.shape[-1]
             block[..., np.arange(n), np.arange(n)] = 0.0  # the undefined diagonal
+            if samples is not None:
+                per = np.stack([_pick_sessions(block[:, :, k], sessions, path) for k in range(block.shape[2])], axis=1)
+                samples[t] = (per + per.transpose(0, 1, 3, 2)) / 2
             rdm = _pick_sessions(block.mean(axis=2), sessions, path)
             out[t] = (rdm + rdm.transpose(0, 2, 1)) / 2
     finally:
@@ -271,7 +279,8 @@ class Algonauts2019(Dataset):
         # One job over all subjects: RSA heads choose layers leave-one-subject-out
         return ["all"]
 
-    def _set_rdms(self, set_name: str) -> dict[str, np.ndarray]:
+    def _set_rdms(self, set_name: str, time_rdms: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """ROI → subjects × N × N of one set; ``time_rdms`` receives the time-resolved MEG windows when asked."""
         a, root = self.args, self.set_root(set_name)
         out: dict[str, np.ndarray] = {}
         if "fmri" in a.modalities:
@@ -282,9 +291,12 @@ class Algonauts2019(Dataset):
                 for w, rdm in read_meg_rdms(path, a.meg_windows).items():
                     out[MEG_WINDOWS[w]] = _pick_sessions(rdm, a.meg_sessions, path)
             if a.meg_times_ms:
+                samples: dict[float, np.ndarray] | None = {} if a.meg_time_resolved else None
                 tw = read_meg_time_windows(root / TIME_FILE, a.meg_times_ms, a.meg_window_ms, a.meg_sessions,
-                                           a.meg_time0_ms, a.meg_dt_ms)
+                                           a.meg_time0_ms, a.meg_dt_ms, samples)
                 out.update({f"MEG_t{t:g}": r for t, r in tw.items()})
+                if samples is not None and time_rdms is not None:
+                    time_rdms.update({f"MEG_t{t:g}": r for t, r in samples.items()})
         counts = {roi: r.shape[0] for roi, r in out.items()}
         if len(set(counts.values())) > 1:
             raise DataError(f"{root}: subject counts differ between ROIs/modalities {counts}; they cannot share one "
@@ -302,15 +314,19 @@ class Algonauts2019(Dataset):
     @cached_property
     def _targets(self) -> RDMTargets:
         rdms: dict[str, np.ndarray] = {}
+        timed: dict[str, np.ndarray] = {}
         idx: dict[str, np.ndarray] = {}
         start = 0
         n_sub = None
         for s in self.set_names:
-            part = self._set_rdms(s)
+            part_timed: dict[str, np.ndarray] = {}
+            part = self._set_rdms(s, part_timed)
             n = next(iter(part.values())).shape[1]
             for roi, r in part.items():
                 name = f"{s}/{roi}" if self.joined else roi
                 rdms[name] = r
+                if roi in part_timed:
+                    timed[name] = part_timed[roi]
                 if self.joined:
                     idx[name] = np.arange(start, start + n)
                 if n_sub is not None and r.shape[0] != n_sub:
@@ -320,7 +336,7 @@ class Algonauts2019(Dataset):
             start += n
         assert n_sub is not None
         return RDMTargets(rdms=rdms, subject_ids=[f"sub{i + 1:02d}" for i in range(n_sub)],
-                          roi_levels={roi: self.roi_level(roi) for roi in rdms}, stimulus_idx=idx)
+                          roi_levels={roi: self.roi_level(roi) for roi in rdms}, stimulus_idx=idx, time_rdms=timed)
 
     def targets(self, subject: str) -> RDMTargets:
         if subject != "all":
