@@ -69,6 +69,10 @@ class LayerTokens(NamedTuple):
 class Backbone(Plugin):
     """A network read out at ordered layers (shallow → deep)."""
 
+    #: CPU bf16 autocast was measured faster than fp32 for this family with tokens correlating ≥ 0.999
+    #: (benchmarks/bench_extraction.py); extraction precision ``auto`` then uses bf16 on CPU too
+    cpu_bf16: bool = False
+
     @property
     @abstractmethod
     def preprocess(self) -> Preprocess:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @dataclass
 class ExtractionOptions:
     batch_size: int = 32
-    precision: str = "fp32"  #: fp32 | bf16 (autocast)
+    precision: str = "auto"  #: auto | fp32 | bf16 (autocast); auto: see harness.extract.resolve_precision
     max_grid: int = 32
 
 
@@ -65,16 +65,17 @@ class Factory:
 
     def tokens_for(self, backbone_name: str, stimuli: Stimuli) -> TokenStore:
         from harness.cache import TokenCache
-        from harness.extract import ensure_tokens
+        from harness.extract import ensure_tokens, resolve_precision
 
         o = self.extraction
+        bb = self.backbone(backbone_name)
         return ensure_tokens(
-            self.backbone(backbone_name),
+            bb,
             stimuli,
             TokenCache(self.settings.cache_dir),
             device=self.device,
             batch_size=o.batch_size,
-            precision=o.precision,
+            precision=resolve_precision(o.precision, bb, self.device),
             max_grid=o.max_grid,
             progress=(lambda d, t: self.progress(f"extract {backbone_name} ({len(stimuli)} stimuli)", d, t)) if self.progress else None,
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from harness import specs
 from harness.contracts import Backbone, Dataset
 from harness.errors import HarnessError
+from harness.extract import resolve_precision
 from harness.factory import Factory
 from harness.specs import RegistryEntry
 
@@ -91,12 +92,15 @@ def make_plan(
     mts = _select(reg.of_kind("metric"), metrics, "metric", everything)
 
     ok_bbs: list[RegistryEntry] = []
+    precision_of: dict[str, str] = {}  # the precision extraction will use (part of the job key)
     for e in bbs:
         reason = unavailable(factory, e, Backbone)
         if reason:
             plan.skipped.append(Skip(f"backbone {e.name}", reason))
         else:
             ok_bbs.append(e)
+            precision_of[e.name] = resolve_precision(factory.extraction.precision, factory.backbone(e.name),
+                                                     factory.device)
 
     for d in dss:
         reason = unavailable(factory, d, Dataset)
@@ -123,6 +127,7 @@ def make_plan(
                 plan.skipped.append(Skip(f"{h.name} × {d.name}", "no metric accepts this head's outputs"))
                 continue
             for b in ok_bbs:
+                extraction = {**vars(factory.extraction), "precision": precision_of[b.name]}
                 for subj in subjects:
                     config = {
                         "backbone": entry_config(b, factory),
@@ -131,7 +136,7 @@ def make_plan(
                         "subject": subj,
                         "metrics": {m.name: entry_config(m, factory) for m in job_metrics},
                         "seed": factory.seed,
-                        "extraction": vars(factory.extraction),
+                        "extraction": extraction,
                     }
                     plan.jobs.append(Job(b, h, d, subj, job_metrics, job_hash(config), config))
     return plan

@@ -53,6 +53,8 @@ class CifarResNetBackbone(HookedBackbone):
         produces=frozenset({TOKENS}),
     )
     args: CifarArgs
+    #: CPU bf16 autocast measured 1.5x faster with tokens r 0.99989 vs fp32 (real weights; bench_extraction.py)
+    cpu_bf16 = True
 
     @property
     def preprocess(self) -> Preprocess:

@@ -128,6 +128,10 @@ class TimmBackbone(HookedBackbone):
         )
 
     @property
+    def cpu_bf16(self) -> bool:  # type: ignore[override]
+        return self._family().cpu_bf16
+
+    @property
     def channels_last(self) -> bool:  # type: ignore[override]
         return self._family().channels_last if self.args.channels_last is None else self.args.channels_last
 
