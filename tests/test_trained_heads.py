@@ -224,3 +224,23 @@ def test_free_selectors_get_their_own_learning_rate(tmp_path: Path) -> None:
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
     coord = small_net(src, 5, topology=True)
     assert len(coord.param_groups(1e-3)) == 1  # the coordinate MLPs share the base rate
+
+
+def test_standardisation_floors_nearly_dead_channels() -> None:
+    """A channel that is 0 on the statistics sample and 6 on one other image (a ReLU6 unit that rarely fires)
+    must not become a 10^4-sigma outlier; ordinary channels still come out with unit SD."""
+    from harness_heads.token_source import SD_FLOOR, TokenSource
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(2.0, 0.5, (200, 16)).astype(np.float32)
+    g[:, 3] = 0.0
+    g[150, 3] = 6.0  # outside the statistics sample (the first 100 rows)
+    g[:, 5] = 1.0
+    g[:100:7, 5] += 1e-3  # nearly constant on the statistics sample
+    src = TokenSource.from_tensors(["l"], [None], [torch.from_numpy(g)], "cpu", stats_idx=np.arange(100))
+    z = src.batch(np.arange(200))[0].global_.double().numpy()
+    ref_sd = g[:100].std(0, ddof=1)
+    floor = SD_FLOOR * np.sort(ref_sd)[(len(ref_sd) - 1) // 2]  # torch's median: the lower middle value
+    assert np.abs(z).max() <= 1.01 * 6.0 / floor and np.abs(z).max() < 200  # unfloored: 6 / ~0 = inf
+    ordinary = [c for c in range(16) if c not in (3, 5)]
+    np.testing.assert_allclose(z[:100, ordinary].std(0, ddof=1), 1.0, atol=2e-3)  # float16 preload rounding
