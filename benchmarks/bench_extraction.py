@@ -7,6 +7,8 @@ speed    : images/s of harness extraction against a bare forward pass, same net,
            bare    = ``net(x)`` on the same, already preprocessed batches under ``inference_mode``
            (the whole net, classifier included; nothing stored).
            overhead = harness time / bare time - 1 (target < 15 %). fmt: the family's default layout.
+           taps    = ``tokens()`` alone on the preprocessed batches (hooks at every layer, stop after the
+           deepest), decode = JPEG decode + resize + crop + normalise alone: where the overhead goes.
 layout   : bare forward with channels_last vs contiguous NCHW, same weights (the families'
            ``channels_last`` defaults come from this column).
 bf16     : tokens under CPU bf16 autocast vs fp32: speed ratio and the lowest Pearson r over layers
@@ -124,7 +126,7 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
                 bb.tokens(b)
 
     bare(batches[:1])  # warm-up (allocator, oneDNN primitives)
-    t: dict[str, list[float]] = {k: [] for k in ("bare", "harness", "other", "fp32", "bf16")}
+    t: dict[str, list[float]] = {k: [] for k in ("bare", "harness", "other", "fp32", "bf16", "decode")}
     for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit every column alike
         t["bare"].append(_best(lambda: bare(batches), 1))
         t["harness"].append(_best(harness, 1))
@@ -133,6 +135,7 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
         net.to(memory_format=fmt)
         t["fp32"].append(_best(lambda: taps(False), 1))
         t["bf16"].append(_best(lambda: taps(True), 1))
+        t["decode"].append(_best(lambda: [b for _, b in iter_batches(stimuli, bb.preprocess, args.batch)], 1))
     best = {k: min(v) for k, v in t.items()}
     cl_ratio = best["other"] / best["bare"] if cl else best["bare"] / best["other"]  # > 1: channels_last faster
     with torch.inference_mode():
@@ -143,7 +146,8 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
     w = "random" if bb.ctx.random_init else "real"
     tb, th = best["bare"], best["harness"]
     return (f"{bb.ctx.entry.name:20s} {w:7s} {'CL' if cl else 'NCHW':5s} {args.n / tb:10.1f} {args.n / th:13.1f} "
-            f"{th / tb - 1:+8.1%} {cl_ratio:7.2f}x {best['fp32'] / best['bf16']:8.2f}x {rmin:10.5f}")
+            f"{th / tb - 1:+8.1%} {args.n / best['fp32']:10.1f} {args.n / best['decode']:11.1f} "
+            f"{cl_ratio:7.2f}x {best['fp32'] / best['bf16']:8.2f}x {rmin:10.5f}")
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -153,7 +157,7 @@ def speed(args: argparse.Namespace) -> None:
     print(f"# speed: {args.n} images ({what}), batch {args.batch}, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}, torch {torch.__version__}", flush=True)
     print(f"{'family':20s} {'weights':7s} {'fmt':5s} {'bare img/s':>10s} {'harness img/s':>13s} {'overhead':>8s} "
-          f"{'CL/NCHW':>8s} {'bf16/fp32':>9s} {'bf16 min r':>10s}", flush=True)
+          f"{'taps img/s':>10s} {'decode img/s':>11s} {'CL/NCHW':>8s} {'bf16/fp32':>9s} {'bf16 min r':>10s}", flush=True)
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         f = _factory(rows, tmp)
