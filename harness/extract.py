@@ -65,8 +65,9 @@ def storage_dtype(first_batch: torch.Tensor, requested: torch.dtype) -> torch.dt
     """The dtype a layer is stored in: the requested one unless it is float16 and the values do not fit it."""
     if requested != torch.float16:
         return requested
-    peak = _peak(first_batch) if first_batch.numel() else 1.0
-    return requested if FP16_MIN_PEAK <= peak <= FP16_MAX_PEAK else torch.float32
+    if not first_batch.numel():
+        return requested
+    return requested if FP16_MIN_PEAK <= _peak(first_batch) <= FP16_MAX_PEAK else torch.float32
 
 
 def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: int) -> str:

@@ -17,41 +17,16 @@ from harness_datasets.synthetic_brain import (
     known_noise_ceiling_r,
     voxel_truth,
 )
-from torch import nn
 
 from harness.ceilings import split_half_reliability
 from harness.contracts import HeadInput, Stimuli
 from harness.factory import ExtractionOptions, Factory
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
 from harness.plugins import build_catalog, make_manager
 from harness.registry import load_registry
 from harness.scoring import pearson_columns
 from harness.settings import load_settings
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-
-
-class TinyArgs(PluginArgs):
-    width: int = 8
-
-
-class TinyCNN(HookedBackbone):
-    """Four stride-2 conv stages on 32 px inputs: 16², 8², 4², 2² token grids."""
-
-    spec = PluginSpec(id="tiny_cnn_test", kind="backbone", version="1", summary="test-only tiny CNN", args=TinyArgs,
-                      consumes=frozenset({IMAGES}), produces=frozenset({TOKENS}))
-
-    @property
-    def preprocess(self) -> Preprocess:
-        return Preprocess(resize=32, crop=32)
-
-    def layer_modules(self) -> dict[str, str]:
-        return {f"s{i}": f"{i - 1}" for i in range(1, 5)}
-
-    def build_module(self) -> nn.Module:
-        w = self.args.width
-        chans = [3, w, 2 * w, 4 * w, 8 * w]
-        return nn.Sequential(*[nn.Sequential(nn.Conv2d(chans[i], chans[i + 1], 3, 2, 1), nn.ReLU()) for i in range(4)])
+from tests.helpers import TinyCNN
 
 
 class _TestPlugins:

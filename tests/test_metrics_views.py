@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from torch import nn
 
 from harness.factory import ExtractionOptions, Factory
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
 from harness.plan import make_plan
 from harness.plugins import build_catalog, default_catalog, make_manager
@@ -22,55 +20,29 @@ from harness.registry import load_registry
 from harness.runner import Runner
 from harness.settings import load_settings
 from harness.specs import (
-    IMAGES,
     LAYER_WEIGHTS,
     MODEL_RDMS,
-    TOKENS,
     VOXEL_PREDICTIONS,
-    PluginArgs,
-    PluginSpec,
-    Preprocess,
 )
 from harness.store import Store
 from tests.fixtures import algonauts_folder
+from tests.helpers import TinyCNN
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class NetArgs(PluginArgs):
-    width: int = 8
-
-
-class MetricsTinyCNN(HookedBackbone):
-    """Four stride-2 conv stages on 32 px inputs (token grids 16², 8², 4², 2²)."""
-
-    spec = PluginSpec(id="metrics_tiny_cnn", kind="backbone", version="1", summary="test-only tiny CNN", args=NetArgs,
-                      consumes=frozenset({IMAGES}), produces=frozenset({TOKENS}))
-
-    @property
-    def preprocess(self) -> Preprocess:
-        return Preprocess(resize=32, crop=32)
-
-    def layer_modules(self) -> dict[str, str]:
-        return {f"s{i}": f"{i - 1}" for i in range(1, 5)}
-
-    def build_module(self) -> nn.Module:
-        c = [3, self.args.width, 2 * self.args.width, 4 * self.args.width, 8 * self.args.width]
-        return nn.Sequential(*[nn.Sequential(nn.Conv2d(c[i], c[i + 1], 3, 2, 1), nn.ReLU()) for i in range(4)])
 
 
 class _Plugins:
     @hookimpl
     def harness_plugins(self) -> list[type]:
-        return [MetricsTinyCNN]
+        return [TinyCNN]
 
 
 def _registry(tmp: Path) -> dict:
     return {
         "backbones": {
-            "net_a": {"plugin": "metrics_tiny_cnn", "args": {"width": 8}, "random_init": True,
+            "net_a": {"plugin": "tiny_cnn_test", "args": {"width": 8}, "random_init": True,
                       "meta": {"params_m": 0.01, "training_data": "none", "n_train_images": 0}},
-            "net_b": {"plugin": "metrics_tiny_cnn", "args": {"width": 16}, "random_init": False,
+            "net_b": {"plugin": "tiny_cnn_test", "args": {"width": 16}, "random_init": False,
                       "meta": {"params_m": 0.04, "training_data": "toy", "n_train_images": 100}},
         },
         "heads": {"ridge": {"plugin": "ridge", "args": {"alphas": [1.0, 10.0, 100.0, 1000.0, 10000.0], "pool": 4}},

@@ -192,7 +192,8 @@ class StageAggregationHead(Head):
         sels: list[dict[str, Any]] = []
         info: dict[str, Any] = {"stages": stages, "folds": [[t.subject_ids[s] for s in f] for f in folds],
                                 "n_seeds": a.n_seeds, "train_roi": dict(a.train_roi), "stage_weights": {},
-                                "time_sampled_rois": sorted(t.time_rdms) if a.time_sampling_sd is not None else [],
+                                "time_sampled_rois": [] if a.time_sampling_sd is None else
+                                sorted(r for r in t.rdms if a.train_roi.get(r, r) in t.time_rdms),
                                 "train_loss": {}, "stage_scalars": {}}
         for ri, (roi, roi_folds) in enumerate(plan):
             fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.contracts import Dataset, RDMTargets, Stimuli
+from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
 from harness_datasets.matfiles import read_mat_arrays, read_visual_stimuli
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def concat_stimuli(parts: list[tuple[str, Stimuli]]) -> Stimuli:
 
 
 # ----------------------------------------------------------------------------- plugin
-class Algonauts2019(Dataset):
+class Algonauts2019(AllSubjectsRDMDataset):
     spec = PluginSpec(
         id="algonauts2019",
         kind="dataset",
@@ -214,7 +215,6 @@ class Algonauts2019(Dataset):
         produces=frozenset({RDMS}),
     )
     args: AlgonautsArgs
-    target_kind = "rdms"  # type: ignore[assignment]
 
     @property
     def set_names(self) -> tuple[str, ...]:
@@ -275,9 +275,6 @@ class Algonauts2019(Dataset):
     def stimuli(self) -> Stimuli:
         return self._stimuli
 
-    def subjects(self) -> list[str]:
-        # One job over all subjects: RSA heads choose layers leave-one-subject-out
-        return ["all"]
 
     def _set_rdms(self, set_name: str, time_rdms: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """ROI → subjects × N × N of one set; ``time_rdms`` receives the time-resolved MEG windows when asked."""
@@ -338,17 +335,7 @@ class Algonauts2019(Dataset):
         return RDMTargets(rdms=rdms, subject_ids=[f"sub{i + 1:02d}" for i in range(n_sub)],
                           roi_levels={roi: self.roi_level(roi) for roi in rdms}, stimulus_idx=idx, time_rdms=timed)
 
-    def targets(self, subject: str) -> RDMTargets:
-        if subject != "all":
-            raise DataError(f"dataset {self.ctx.entry.name!r}: unknown subject {subject!r} (only 'all')")
-        return self._targets
 
-    def noise_ceilings(self) -> dict[str, tuple[float, float]]:
-        """ROI → (lower, upper) noise ceiling on the R² (squared Spearman) scale."""
-        from harness.ceilings import noise_ceiling_rdm
-        from harness.scoring import upper
-
-        return {roi: noise_ceiling_rdm(upper(r)) for roi, r in self._targets.rdms.items()}
 
     def fetch_plan(self) -> FetchPlan | None:
         """fMRI RDMs and images of the 92 or 118 set (the MEG files and the 78 set have no public mirror here)."""

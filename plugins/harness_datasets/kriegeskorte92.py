@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, RDMTargets, Stimuli
+from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
@@ -135,7 +136,7 @@ class K08Args(PluginArgs):
     sessions: Literal["mean", "separate"] = "mean"
 
 
-class Kriegeskorte92(Dataset):
+class Kriegeskorte92(AllSubjectsRDMDataset):
     spec = PluginSpec(
         id="kriegeskorte92",
         kind="dataset",
@@ -145,7 +146,6 @@ class Kriegeskorte92(Dataset):
         produces=frozenset({RDMS}),
     )
     args: K08Args
-    target_kind = "rdms"  # type: ignore[assignment]
 
     @property
     def root(self) -> Path:
@@ -169,8 +169,6 @@ class Kriegeskorte92(Dataset):
     def stimuli(self) -> Stimuli:
         return self._stimuli
 
-    def subjects(self) -> list[str]:
-        return ["all"]
 
     def labels(self) -> pd.DataFrame:
         """Per-image category labels (see :func:`category_labels`)."""
@@ -191,17 +189,7 @@ class Kriegeskorte92(Dataset):
         mean = np.stack([rdms[[i for i, s in enumerate(subs) if s == n]].mean(0) for n in names])
         return RDMTargets(rdms={"hIT": mean}, subject_ids=names, roi_levels={"hIT": 1.0})
 
-    def targets(self, subject: str) -> RDMTargets:
-        if subject != "all":
-            raise DataError(f"dataset {self.ctx.entry.name!r}: unknown subject {subject!r} (only 'all')")
-        return self._targets
 
-    def noise_ceilings(self) -> dict[str, tuple[float, float]]:
-        """ROI → (lower, upper) on the squared-Spearman scale; needs ≥ 2 subjects (not the monkey)."""
-        from harness.ceilings import noise_ceiling_rdm
-        from harness.scoring import upper
-
-        return {roi: noise_ceiling_rdm(upper(r)) for roi, r in self._targets.rdms.items()}
 
     def fetch_plan(self) -> FetchPlan:
         from harness_datasets.sources import github_plan
