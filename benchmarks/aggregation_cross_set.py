@@ -50,22 +50,19 @@ SETS = ("92", "118")
 
 def factory() -> Factory:
     from harness.factory import Factory
-    from harness.plugins import default_catalog
-    from harness.registry import load_registry
     from harness.settings import load_settings
 
     settings = load_settings().with_overrides(registry=REPO / "registry.yaml")
     if settings.data_root is None:
         sys.exit("set HARNESS_DATA_ROOT (e.g. /work/shared/data)")
-    cat = default_catalog()
-    return Factory(catalog=cat, registry=load_registry(cat, REPO / "registry.yaml"), settings=settings)
+    return Factory.open(settings)
 
 
 def rsa_models(store: Any, t: Any, n_stim: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, str]]:
     """Layer-wise RSA on local tokens (the rsa head's features): transfer and within-set model RDMs per ROI."""
     from harness_heads.features import layer_matrix
 
-    from harness.scoring import rdm_from_features, spearman_many, upper
+    from harness.kit.scoring import rdm_from_features, spearman_many, upper
 
     feats = {layer: layer_matrix(store, layer, "local", None) for layer in store.layers}
     transfer, within, chosen = {}, {}, {}

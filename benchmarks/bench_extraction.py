@@ -63,14 +63,11 @@ def _factory(rows: dict[str, dict[str, Any]], tmp: Path):
     import yaml
 
     from harness.factory import Factory
-    from harness.plugins import default_catalog
-    from harness.registry import load_registry
     from harness.settings import load_settings
 
     path = tmp / "registry.yaml"
     path.write_text(yaml.safe_dump({"plugin_entries": False, "backbones": rows}))
-    settings = load_settings().with_overrides(registry=path)
-    return Factory(catalog=default_catalog(), registry=load_registry(default_catalog(), path), settings=settings)
+    return Factory.open(load_settings().with_overrides(registry=path))
 
 
 def _stimuli(n: int):
@@ -101,7 +98,7 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
     """One family: bare vs harness, channels_last vs NCHW, bf16 vs fp32 — timings interleaved, best of repeats."""
     from harness.cache import TokenCache
     from harness.extract import ensure_tokens
-    from harness.images import iter_batches
+    from harness.kit.images import iter_batches
 
     net = bb.module()
     bb.weights_digest()  # hashed once per backbone; not a per-batch cost

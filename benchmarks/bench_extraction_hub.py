@@ -82,7 +82,7 @@ def bench(label: str, family: str, entry: dict[str, Any], n: int, batch: int, re
     from harness.cache import TokenCache
     from harness.contracts import Stimuli
     from harness.extract import ensure_tokens
-    from harness.images import iter_batches
+    from harness.kit.images import iter_batches
     from tests.helpers import make_factory
 
     f = make_factory({"backbones": {"bench": entry}}, tmp)

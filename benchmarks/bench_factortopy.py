@@ -1,6 +1,6 @@
 """FactorTopy training throughput on cached tokens: 3 000 stimuli × 40 000 voxels × 12 layers (ViT-B shape).
 
-Runs the head's own code path (``FactorTopyNet`` + ``harness_heads.training.train_step``
+Runs the head's own code path (``FactorTopyNet`` + ``harness.kit.training.train_step``
 + AdamW) on synthetic float16 tokens of ViT-B shape (768 × 14 × 14 local, 768 global),
 pooled once to the head's default grid (8 × 8; ``--head-grid 14`` keeps them whole), and
 times training steps (batch 32) on the device:
@@ -33,7 +33,8 @@ import torch
 
 if TYPE_CHECKING:
     from harness_factortopy.model import FactorTopyNet
-    from harness_heads.token_source import TokenSource
+
+    from harness.kit.token_source import TokenSource
 
 
 def sync(device: str) -> None:
@@ -45,7 +46,8 @@ def token_source(n_stim: int, n_layers: int, c: int, g: int, head_grid: int, dev
                  seed: int = 0) -> TokenSource:
     """Random tokens pooled to the head's grid once, as the head's preload does (``TokenSource._read_local``)."""
     import torch.nn.functional as F
-    from harness_heads.token_source import TokenSource
+
+    from harness.kit.token_source import TokenSource
 
     gen = torch.Generator(device=device).manual_seed(seed)
     layers = [f"block{i}" for i in range(n_layers)]
@@ -76,7 +78,7 @@ def model(src: TokenSource, n_vox: int, device: str) -> FactorTopyNet:
 def time_steps(src: TokenSource, net: FactorTopyNet, n_vox: int, chunk: int, steps: int, batch: int,
                device: str) -> tuple[float, float]:
     """Seconds per training step (after one warm-up step) and process CPU seconds per step."""
-    from harness_heads.training import train_step
+    from harness.kit.training import train_step
 
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Benchmark harness.ridge.RidgeCV against scikit-learn and himalaya in one run.
+"""Benchmark harness.kit.ridge.RidgeCV against scikit-learn and himalaya in one run.
 
 Why one run: the comparison is only meaningful on the same data, the same
 machine state and the same BLAS settings, so every method is timed here back
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.ridge import RidgeCV, get_backend
+from harness.kit.ridge import RidgeCV, get_backend
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     n, p, t = args.n_samples, args.n_features, args.n_targets
     alphas = np.logspace(-1, 8, args.n_alphas)
     backend = get_backend(args.backend)
-    print("=== harness.ridge benchmark ===")
+    print("=== harness.kit.ridge benchmark ===")
     print(
         f"data: {n} train stimuli x {p} features -> {t} targets, {args.n_test} held-out; "
         f"{len(alphas)} alphas logspace(-1, 8); seed {args.seed}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 import numpy as np
 
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec, Preprocess, RegistryEntry
+from harness.specs import PluginArgs, PluginKind, PluginSpec, Preprocess, RegistryEntry, TaskSpec
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
     import pandas as pd
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
     from PIL import Image
 
     from harness.cache import TokenStore
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
     from harness.settings import Settings
 
 
@@ -42,6 +42,8 @@ class BuildContext:
     tokens_for: Callable[[str, Stimuli], TokenStore] | None = None
     #: lets a dataset reuse another registry dataset's stimuli (e.g. a synthetic brain on real images)
     stimuli_for: Callable[[str], Stimuli] | None = None
+    #: the installed plugin class of a kind and id (a derived backbone rebuilds its parent's architecture)
+    plugin_class: Callable[[PluginKind, str], type[Plugin]] | None = None
 
     @property
     def random_init(self) -> bool:
@@ -96,7 +98,7 @@ class Backbone(Plugin):
         return None
 
     def to(self, device: str) -> Backbone:
-        """Move the network; plugins with a torch module override via :class:`harness.hooked.HookedBackbone`."""
+        """Move the network; plugins with a torch module override via :class:`harness.kit.hooked.HookedBackbone`."""
         return self
 
     def module(self) -> torch.nn.Module | None:
@@ -348,4 +350,61 @@ class Metric(Plugin):
 
     @abstractmethod
     def score(self, out: HeadOutput, targets: Targets, ctx: MetricContext) -> list[Score]:
+        ...
+
+
+# ----------------------------------------------------------------------------- fine-tune task
+# A task is not a brain dataset: it has class labels instead of voxels or RDMs and never
+# enters the backbone × head × dataset plan, so it gets its own small contract and hook
+# (``harness_tasks``) rather than a new target kind that every head would have to refuse.
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images with one integer class label each (``0 … len(classes) - 1``)."""
+
+    stimuli: Stimuli
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        y = np.asarray(self.labels)
+        if y.ndim != 1 or len(y) != len(self.stimuli):
+            raise DataError(f"task labels: {y.shape} labels for {len(self.stimuli)} images")
+        if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
+            raise DataError(f"task labels must lie in 0…{len(self.classes) - 1}, got {int(y.min())}…{int(y.max())}")
+        if len(self.classes) < 2:
+            raise DataError(f"a classification task needs at least 2 classes, got {list(self.classes)}")
+
+    @property
+    def digest(self) -> str:
+        """Images, labels and class names: any change is a different task for the derived-backbone key."""
+        h = hashlib.sha256(self.stimuli.digest.encode())
+        h.update(np.asarray(self.labels, np.int64).tobytes())
+        h.update("\x00".join(self.classes).encode())
+        return h.hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((np.asarray(self.labels) == i).sum()) for i, c in enumerate(self.classes)}
+
+
+class Task(ABC):
+    """A labelled image set; instantiated as ``Task(args, settings)`` like the other plugins."""
+
+    spec: ClassVar[TaskSpec]
+
+    def __init__(self, args: PluginArgs, settings: Settings) -> None:
+        self.args = args
+        self.settings = settings
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def unavailable_reason(self) -> str | None:
+        """A cheap check: why this task cannot be loaded here (e.g. its data is absent), or None."""
+        return None
+
+    @abstractmethod
+    def load(self) -> LabelledImages:
         ...

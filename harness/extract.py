@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from harness.cache import TokenCache, TokenStore, token_key
 from harness.contracts import Backbone, Stimuli
-from harness.images import iter_batches
+from harness.kit.images import iter_batches
 
 
 def resolve_precision(precision: str, backbone: Backbone, device: str) -> str:

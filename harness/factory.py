@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.contracts import Backbone, BuildContext, Dataset, Plugin, Stimuli
-from harness.plugins import Catalog, check_requirements
-from harness.registry import Registry, validate_args
+from harness.errors import HarnessError
+from harness.plugins import Catalog, default_catalog
+from harness.registry import Registry, load_registry, validate_args
+from harness.settings import Settings
 from harness.specs import RegistryEntry
 
 if TYPE_CHECKING:
     from harness.cache import TokenStore
-    from harness.settings import Settings
+    from harness.store import Store
+
+#: the zoo shipped with a checkout, used when neither settings nor the working directory name one
+BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
+
+
+def registry_path(settings: Settings) -> Path | None:
+    """``settings.registry``, else ``./registry.yaml``, else the checkout's own ``registry.yaml`` if present."""
+    if settings.registry is not None:
+        return settings.registry
+    local = Path.cwd() / "registry.yaml"
+    if local.is_file():
+        return local
+    return BUNDLED_REGISTRY if BUNDLED_REGISTRY.is_file() else None
 
 
 @dataclass
@@ -35,19 +51,45 @@ class Factory:
     progress: Callable[[str, int, int], None] | None = None
     _backbones: dict[str, Backbone] = field(default_factory=dict)
 
+    @classmethod
+    def open(cls, settings: Settings, *, catalog: Catalog | None = None, registry: Path | None = None,
+             validate: bool = True, random_init: bool = False, device: str = "cpu", seed: int = 0,
+             extraction: ExtractionOptions | None = None) -> Factory:
+        """The one way to wire a factory: installed plugins, the registry they and ``settings`` name, options.
+
+        ``registry`` defaults to :func:`registry_path`; ``random_init`` turns every backbone entry
+        into its random-weights control; ``validate=False`` keeps entries with bad arguments
+        (listings report them instead of failing).
+        """
+        catalog = catalog if catalog is not None else default_catalog()
+        reg = load_registry(catalog, registry if registry is not None else registry_path(settings), settings,
+                            validate=validate)
+        if random_init:
+            reg = Registry(entries={n: (e.model_copy(update={"random_init": True}) if e.kind == "backbone" else e)
+                                    for n, e in reg.entries.items()})
+        return cls(catalog=catalog, registry=reg, settings=settings, device=device, seed=seed,
+                   extraction=extraction or ExtractionOptions())
+
+    def store(self) -> Store:
+        """The leaderboard database of these settings, with the SQL (tables, views) installed plugins add."""
+        from harness.store import Store
+
+        return Store(self.settings.db, extra_sql=self.catalog.sql_folders())
+
     def build(self, entry: RegistryEntry) -> Plugin:
         cls = self.catalog.get(entry.kind, entry.plugin)
-        check_requirements(cls.spec, entry.name)
+        cls.spec.check_requirements(f"entry {entry.name!r} ({cls.spec.kind} plugin {cls.spec.id!r})")
         args = validate_args(entry, cls)
         ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
-                           stimuli_for=self.stimuli_of)
+                           stimuli_for=self.stimuli_of, plugin_class=self.catalog.get)
         return cls(args, ctx)
 
     def backbone(self, name: str) -> Backbone:
         """Backbones are cached per factory: datasets that generate from a net and the runner share it."""
         if name not in self._backbones:
             bb = self.build(self.registry.get(name, "backbone"))
-            assert isinstance(bb, Backbone)
+            if not isinstance(bb, Backbone):
+                raise HarnessError(f"backbone entry {name!r}: plugin {bb.spec.id!r} is not a Backbone")
             self._backbones[name] = bb
         return self._backbones[name]
 
@@ -56,7 +98,8 @@ class Factory:
 
     def dataset(self, name: str) -> Dataset:
         ds = self.build(self.registry.get(name, "dataset"))
-        assert isinstance(ds, Dataset)
+        if not isinstance(ds, Dataset):
+            raise HarnessError(f"dataset entry {name!r}: plugin {ds.spec.id!r} is not a Dataset")
         return ds
 
     def stimuli_of(self, dataset_name: str) -> Stimuli:

@@ -12,9 +12,14 @@ plugins in ``plugins/`` register exactly this way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from harness.settings import Settings
 
 PROJECT = "harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -32,8 +37,11 @@ def harness_plugins() -> list[type]:
 
 
 @hookspec
-def harness_registry() -> list[Path | dict[str, Any]]:
+def harness_registry(settings: Settings) -> list[Path | dict[str, Any]]:
     """Return registry fragments (paths to YAML files or already-parsed mappings).
+
+    ``settings`` are the run's (``--home``, ``--data-root`` … already applied); an
+    implementation may leave the argument out when it does not need it.
 
     Fragments have the same layout as ``registry.yaml`` (sections ``backbones``,
     ``heads``, ``metrics``, ``datasets``) and add named entries to the zoo. The
@@ -43,9 +51,29 @@ def harness_registry() -> list[Path | dict[str, Any]]:
 
 @hookspec
 def harness_tasks() -> list[type]:
-    """Return labelled-image task classes for ``harness finetune --task`` (see :mod:`harness.finetune.tasks`).
+    """Return labelled-image task classes for ``harness finetune --task``.
 
-    Each class subclasses ``harness.finetune.tasks.Task`` and carries a ``spec: TaskSpec``.
+    Each class subclasses :class:`harness.contracts.Task` and carries a ``spec: TaskSpec``.
     Tasks are kept out of the registry's four kinds because they hold class labels, not
     brain targets: they feed fine-tuning, never the backbone × head × dataset plan.
+    """
+
+
+@hookspec
+def harness_cli(app: typer.Typer) -> None:
+    """Add a command or command group to the ``harness`` command line (``app.add_typer`` / ``app.command``).
+
+    Commands get their settings with :func:`harness.cli.context.settings` and a ready
+    factory with ``Factory.open``; errors are raised as :class:`harness.errors.HarnessError`
+    and printed as one line by the CLI, like the core's own commands.
+    """
+
+
+@hookspec
+def harness_sql() -> list[Path]:
+    """Return folders of SQL files for tables and views the plugin owns in the leaderboard database.
+
+    ``NNN_name.sql`` files are migrations, applied once each in version order together with
+    the core's (numbers share one sequence: pick an unused one); every other ``name.sql``
+    defines the view ``name`` (a SELECT), recreated on each migration like ``leaderboards/*.sql``.
     """

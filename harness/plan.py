@@ -15,6 +15,7 @@ from harness.contracts import Backbone, Dataset
 from harness.errors import HarnessError
 from harness.extract import resolve_precision
 from harness.factory import Factory
+from harness.registry import Registry
 from harness.specs import RegistryEntry
 
 
@@ -140,3 +141,30 @@ def make_plan(
                     }
                     plan.jobs.append(Job(b, h, d, subj, job_metrics, job_hash(config), config))
     return plan
+
+
+def derived_selection(registry: Registry, tasks: list[str], bases: list[str] | None = None) -> tuple[list[str], list[Skip]]:
+    """Backbones for ``harness run --finetune TASK``: each base followed by the entries derived from it for ``tasks``.
+
+    Derived entries are plain registry data (``parent`` names the base, ``meta.task`` the
+    task), whoever registers them, so the core needs no fine-tuning code to pair them.
+    ``bases`` defaults to the ``--all`` backbones that are not themselves derived.
+    """
+    backbones = registry.of_kind("backbone")
+    derived = [e for e in backbones if e.parent is not None and e.meta.get("task") in tasks]
+    base_entries = [registry.get(n, "backbone") for n in bases] if bases else [
+        e for e in backbones if e.in_all and e.parent is None]
+    names: list[str] = []
+    skips: list[Skip] = []
+    for b in base_entries:
+        children = sorted(e.name for e in derived if e.parent == b.name)
+        if children:
+            names += [b.name, *children]
+        else:
+            skips.append(Skip(f"backbone {b.name}", f"no derived backbone for task {'/'.join(tasks)}; "
+                                                    f"create one with `harness finetune -b {b.name} --task {tasks[0]}`"))
+    if not names:
+        have = sorted({str(e.meta.get("task")) for e in backbones if e.parent is not None and "task" in e.meta})
+        raise HarnessError(f"no derived backbones for task(s) {tasks} in the registry (derived tasks there: "
+                           f"{', '.join(have) or 'none'}); run `harness finetune` first")
+    return names, skips

@@ -6,10 +6,10 @@ The core never imports a plugin module by name; what is installed is what exists
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import pluggy
 
@@ -40,6 +40,10 @@ class Catalog:
 
     def specs(self, kind: PluginKind | None = None) -> list[PluginSpec]:
         return [c.spec for (k, _), c in sorted(self.classes.items()) if kind in (None, k)]
+
+    def sql_folders(self) -> tuple[Path, ...]:
+        """Folders of plugin-owned migrations and views (``harness_sql`` hook), in registration order."""
+        return tuple(Path(p) for result in self.manager.hook.harness_sql() for p in result or ())
 
 
 def load_entrypoints(pm: pluggy.PluginManager) -> dict[str, str]:
@@ -88,17 +92,3 @@ def build_catalog(pm: pluggy.PluginManager, broken: dict[str, str] | None = None
 @lru_cache(maxsize=1)
 def default_catalog() -> Catalog:
     return build_catalog(*make_manager())
-
-
-def missing_requirements(spec: PluginSpec) -> list[str]:
-    return [m for m in spec.requires if importlib.util.find_spec(m) is None]
-
-
-def check_requirements(spec: PluginSpec, entry_name: str) -> None:
-    """Fail early with the pip command that fixes it, rather than deep inside a build."""
-    missing = missing_requirements(spec)
-    if missing:
-        hint = f"pip install 'harness[{spec.extra}]'" if spec.extra else f"pip install {' '.join(missing)}"
-        raise PluginMissingError(
-            f"entry {entry_name!r} ({spec.kind} plugin {spec.id!r}) needs {', '.join(missing)}: {hint}"
-        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -13,6 +13,9 @@ from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
 from harness.plugins import Catalog
 from harness.specs import SECTIONS, PluginArgs, PluginKind, RegistryEntry
+
+if TYPE_CHECKING:
+    from harness.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,16 @@ def parse_fragment(data: dict[str, Any], source: str) -> list[RegistryEntry]:
 
 def validate_args(entry: RegistryEntry, cls: type[Plugin]) -> PluginArgs:
     """Validate an entry's args against its plugin's schema; errors name file, entry and field."""
-    try:
-        return cls.spec.args(**entry.args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "args"
-        section = next(s for s, k in SECTIONS.items() if k == entry.kind)
-        msg = "unknown argument (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
-        raise RegistryError(f"{entry.source}: {section}.{entry.name}: args.{field}: {msg}") from None
+    section = next(s for s, k in SECTIONS.items() if k == entry.kind)
+    return cls.spec.parse_args(entry.args, f"{entry.source}: {section}.{entry.name}")
 
 
-def load_registry(catalog: Catalog, path: Path | None, validate: bool = True) -> Registry:
-    """Plugin fragments first, then the user's file, which overrides by name."""
+def load_registry(catalog: Catalog, path: Path | None, settings: Settings, validate: bool = True) -> Registry:
+    """Plugin fragments first, then the user's file, which overrides by name.
+
+    ``settings`` reach the ``harness_registry`` hooks that ask for them (e.g. fine-tunes listed from
+    ``settings.home``), as pytest hands ``config`` to its hooks, so no plugin reads the environment.
+    """
     entries: dict[str, RegistryEntry] = {}
     user = _read_yaml(path) if path is not None and path.is_file() else {}
     include = user.get(PLUGIN_ENTRIES, True)
@@ -97,7 +98,8 @@ def load_registry(catalog: Catalog, path: Path | None, validate: bool = True) ->
         name = pm.get_name(impl.plugin) or ""
         if include is False or (isinstance(include, list) and name not in include):
             continue
-        for frag in impl.function() or ():
+        kwargs = {"settings": settings}
+        for frag in impl.function(*[kwargs[a] for a in impl.argnames]) or ():
             if isinstance(frag, (str, Path)):
                 p = Path(frag)
                 new = parse_fragment(_read_yaml(p), str(p))

@@ -7,10 +7,13 @@ which backbone × head × dataset × metric combinations make sense by comparing
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import PluginMissingError, RegistryError
 
 PluginKind = Literal["backbone", "head", "metric", "dataset"]
 KINDS: tuple[PluginKind, ...] = ("backbone", "head", "metric", "dataset")
@@ -30,6 +33,7 @@ SCORES = "scores"  #: metric output
 TARGET_KINDS = (VOXELS, RDMS)
 
 _ID = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+_TASK_ID = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
 class PluginArgs(BaseModel):
@@ -38,18 +42,15 @@ class PluginArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PluginSpec(BaseModel):
-    """What a plugin is and what it exchanges with the rest of the pipeline."""
+class Spec(BaseModel):
+    """What every pluggable class declares: id, version, argument schema and the modules it needs."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     id: str
-    kind: PluginKind
     version: str
     summary: str
     args: type[PluginArgs] = PluginArgs
-    consumes: frozenset[str] = frozenset()
-    produces: frozenset[str] = frozenset()
     #: importable modules this plugin needs at build time (checked before building)
     requires: tuple[str, ...] = ()
     #: the pip extra of ``harness`` that installs ``requires``
@@ -60,6 +61,48 @@ class PluginSpec(BaseModel):
     def _id_ok(cls, v: str) -> str:
         if not _ID.match(v):
             raise ValueError(f"plugin id {v!r} must match {_ID.pattern}")
+        return v
+
+    def missing_requirements(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def check_requirements(self, what: str) -> None:
+        """Fail early with the pip command that fixes it, rather than deep inside a build."""
+        missing = self.missing_requirements()
+        if missing:
+            hint = f"pip install 'harness[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
+            raise PluginMissingError(f"{what} needs {', '.join(missing)}: {hint}")
+
+    def parse_args(self, raw: dict[str, Any], where: str) -> PluginArgs:
+        """Validate raw arguments against ``args``; the one-line error names ``where`` and the field."""
+        try:
+            return self.args(**raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "args"
+            msg = "unknown argument (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+            raise RegistryError(f"{where}: args.{field}: {msg}") from None
+
+
+class PluginSpec(Spec):
+    """What a plugin is and what it exchanges with the rest of the pipeline."""
+
+    kind: PluginKind
+    consumes: frozenset[str] = frozenset()
+    produces: frozenset[str] = frozenset()
+
+
+class TaskSpec(Spec):
+    """A labelled-image task for fine-tuning; ``id`` is what ``--task`` names and derived backbones record."""
+
+    #: "semantic", "low-level" …: shown by ``harness finetune --list``
+    level: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _task_id_ok(cls, v: str) -> str:
+        if not _TASK_ID.match(v):
+            raise ValueError(f"task id {v!r} must match {_TASK_ID.pattern}")
         return v
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -30,20 +30,42 @@ _RETRY_S = 30.0
 _READ_ONLY_SQL = re.compile(r"^\s*(select|with|describe|show|summarize|pragma\s+table_info|explain|from|values)\b", re.I)
 
 
-def _migrations() -> list[tuple[int, str]]:
-    files = resources.files("harness.migrations")
+_MIGRATION = re.compile(r"(\d+)_.*\.sql$")
+
+
+def _sql_files(extra: Sequence[Path]) -> list[tuple[str, str, str]]:
+    """(source, file name, text) of the core's migrations, ``leaderboards/*.sql`` and plugins' SQL folders."""
+    out = [(f"harness.migrations/{f.name}", f.name, f.read_text())
+           for f in resources.files("harness.migrations").iterdir() if f.name.endswith(".sql")]
+    out += [(f"leaderboards/{f.name}", f.name, f.read_text())
+            for f in resources.files("harness.leaderboards").iterdir() if f.name.endswith(".sql")]
+    for folder in extra:
+        if not folder.is_dir():
+            raise StoreError(f"{folder}: plugin SQL folder (harness_sql hook) not found")
+        out += [(str(f), f.name, f.read_text()) for f in sorted(folder.glob("*.sql"))]
+    return out
+
+
+def _migrations(extra: Sequence[Path] = ()) -> list[tuple[int, str]]:
+    """Numbered files (``NNN_name.sql``) from the core and plugins; one version number, one file."""
+    seen: dict[int, str] = {}
     out = []
-    for f in files.iterdir():
-        m = re.match(r"(\d+)_.*\.sql$", f.name)
-        if m:
-            out.append((int(m.group(1)), f.read_text()))
+    for source, name, text in _sql_files(extra):
+        m = _MIGRATION.match(name)
+        if m and not source.startswith("leaderboards/"):
+            version = int(m.group(1))
+            if version in seen:
+                raise StoreError(f"{source}: migration version {version} is also {seen[version]}")
+            seen[version] = source
+            out.append((version, text))
     return sorted(out)
 
 
-def view_sql() -> dict[str, str]:
-    """``leaderboards/*.sql``: each file defines the view named after it."""
-    files = resources.files("harness.leaderboards")
-    return {Path(f.name).stem: f.read_text() for f in files.iterdir() if f.name.endswith(".sql")}
+def view_sql(extra: Sequence[Path] = ()) -> dict[str, str]:
+    """``leaderboards/*.sql`` and plugins' unnumbered SQL files: each defines the view named after it."""
+    return {Path(name).stem: text for source, name, text in _sql_files(extra)
+            if source.startswith("leaderboards/") or (not source.startswith("harness.migrations/")
+                                                       and not _MIGRATION.match(name))}
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -64,8 +86,10 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra_sql: Sequence[Path] = ()) -> None:
+        """``extra_sql``: plugins' SQL folders (``harness_sql`` hook; ``Factory.store()`` passes them)."""
         self.path = Path(path)
+        self.extra_sql = tuple(extra_sql)
 
     # ------------------------------------------------------------------ writing
     @contextmanager
@@ -116,11 +140,11 @@ class Store:
         with self._write() as con:
             con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
             done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
-            for version, sql in _migrations():
+            for version, sql in _migrations(self.extra_sql):
                 if version not in done:
                     con.execute(sql)
                     con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
-            for name, sql in sorted(view_sql().items()):
+            for name, sql in sorted(view_sql(self.extra_sql).items()):
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql.strip().rstrip(';')}")
 
     def start_run(self, run_id: str, argv: str, version: str, device: str) -> None:

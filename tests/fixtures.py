@@ -8,7 +8,7 @@ import numpy as np
 from harness_datasets.synthetic import procedural_images
 from PIL import Image
 
-from harness.scoring import rdm_from_features
+from harness.kit.scoring import rdm_from_features
 
 
 def algonauts_folder(root: Path, n: int = 12, n_sub: int = 4, seed: int = 0) -> Path:

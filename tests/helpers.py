@@ -9,9 +9,7 @@ import yaml
 from torch import nn
 
 from harness.factory import ExtractionOptions, Factory
-from harness.hooked import HookedBackbone
-from harness.plugins import default_catalog
-from harness.registry import load_registry
+from harness.kit.hooked import HookedBackbone
 from harness.settings import load_settings
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 
@@ -20,10 +18,8 @@ def make_factory(registry: dict[str, Any], tmp_path: Path, device: str = "cpu", 
     path = tmp_path / "registry.yaml"
     # isolate tests from other installed plugins' own entries unless the test asks for them
     path.write_text(yaml.safe_dump({"plugin_entries": False, **registry}))
-    settings = load_settings().with_overrides(registry=path)
-    reg = load_registry(default_catalog(), path)
-    return Factory(catalog=default_catalog(), registry=reg, settings=settings, device=device,
-                   extraction=ExtractionOptions(**extraction))
+    return Factory.open(load_settings().with_overrides(registry=path), device=device,
+                        extraction=ExtractionOptions(**extraction))
 
 
 class _TinyArgs(PluginArgs):

@@ -23,14 +23,14 @@ from torch import nn
 from harness.contracts import BuildContext, HeadInput, HeadOutput, RDMTargets, Stimuli
 from harness.errors import DataError, RegistryError
 from harness.factory import Factory
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
-from harness.images import preprocess_image
+from harness.kit.hooked import HookedBackbone
+from harness.kit.images import preprocess_image
+from harness.kit.scoring import rdm_from_features, spearman_many, upper
 from harness.plan import make_plan
 from harness.plugins import build_catalog, make_manager
-from harness.registry import load_registry, validate_args
+from harness.registry import validate_args
 from harness.runner import Runner
-from harness.scoring import rdm_from_features, spearman_many, upper
 from harness.settings import load_settings
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess, RegistryEntry
 from harness.store import Store
@@ -306,7 +306,7 @@ def test_runner_crosses_the_head_with_rdm_datasets_and_stores_stage_weights(tmp_
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(reg))
     settings = load_settings().with_overrides(registry=path)
-    f = Factory(catalog=cat, registry=load_registry(cat, path), settings=settings)
+    f = Factory.open(settings, catalog=cat)
     heads = ["aggregation", "aggregation_uniform", "aggregation_earliest", "aggregation_l2norm"]
     plan = make_plan(f, backbones=["tiny"], heads=heads, datasets=["syn"], metrics=["algonauts_r2"])
     assert sorted(j.head.name for j in plan.jobs) == sorted(heads)

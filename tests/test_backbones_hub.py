@@ -103,7 +103,7 @@ def no_weight_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _batch(bb: Any, stimuli: Stimuli) -> torch.Tensor:
-    from harness.images import iter_batches
+    from harness.kit.images import iter_batches
 
     return next(iter_batches(stimuli, bb.preprocess, len(stimuli)))[1]
 

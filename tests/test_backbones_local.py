@@ -22,7 +22,7 @@ from harness.cache import TokenCache
 from harness.contracts import Backbone, Stimuli
 from harness.errors import RegistryError, WeightsMissingError
 from harness.extract import ensure_tokens
-from harness.images import preprocess_image
+from harness.kit.images import preprocess_image
 from tests.helpers import make_factory
 
 skdata = pytest.importorskip("skimage.data")
@@ -305,12 +305,12 @@ def test_moco_v3_checkpoint_maps_onto_timm_vit(tmp_path: Path) -> None:
 
 def test_unavailable_reason_builds_nothing(tmp_path: Path) -> None:
     """`harness run --all` asks every entry; the check must not build (or download) a network."""
-    from harness.plugins import default_catalog
-    from harness.registry import load_registry
+    from harness.factory import Factory
+    from harness.settings import load_settings
 
     reg_path = tmp_path / "registry.yaml"
     reg_path.write_text("plugin_entries: [timm, torchvision, cifar]\n")
-    reg = load_registry(default_catalog(), reg_path)
+    reg = Factory.open(load_settings().with_overrides(registry=reg_path)).registry
     f = make_factory({}, tmp_path)
     names = [e.name for e in reg.of_kind("backbone")]
     assert {"vit_b16_in21k", "seresnext50_32x4d_blocks", "moco_v3_vit_b", "alexnet", "resnet56_cifar10"} <= set(names)

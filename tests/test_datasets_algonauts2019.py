@@ -11,7 +11,7 @@ from harness_datasets.synthetic import procedural_images
 from PIL import Image
 
 from harness.errors import DataError
-from harness.scoring import rdm_from_features, spearman_many, upper
+from harness.kit.scoring import rdm_from_features, spearman_many, upper
 from tests.helpers import make_factory
 
 MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."

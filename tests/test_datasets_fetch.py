@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import DataError
-from harness.fetch import RECORD, FetchPlan, RemoteFile, download, fetch
+from harness.kit.fetch import RECORD, FetchPlan, RemoteFile, download, fetch
 
 
 class Server:

@@ -18,13 +18,12 @@ from harness_datasets.synthetic_brain import (
     voxel_truth,
 )
 
-from harness.ceilings import split_half_reliability
 from harness.contracts import HeadInput, Stimuli
 from harness.factory import ExtractionOptions, Factory
 from harness.hookspecs import hookimpl
+from harness.kit.ceilings import split_half_reliability
+from harness.kit.scoring import pearson_columns
 from harness.plugins import build_catalog, make_manager
-from harness.registry import load_registry
-from harness.scoring import pearson_columns
 from harness.settings import load_settings
 from tests.helpers import TinyCNN
 
@@ -43,8 +42,7 @@ def tiny_factory(tmp_path: Path, datasets: dict, max_grid: int = 16) -> Factory:
     path.write_text(yaml.safe_dump(reg))
     catalog = build_catalog(*make_manager(extra_plugins=[_TestPlugins()]))
     settings = load_settings().with_overrides(registry=path, home=tmp_path / "home")
-    return Factory(catalog=catalog, registry=load_registry(catalog, path), settings=settings,
-                   extraction=ExtractionOptions(batch_size=64, max_grid=max_grid))
+    return Factory.open(settings, catalog=catalog, extraction=ExtractionOptions(batch_size=64, max_grid=max_grid))
 
 
 def syn(**kw: object) -> dict:
@@ -160,7 +158,7 @@ def test_rdm_twin_and_stimuli_from_another_dataset(tmp_path: Path) -> None:
     t.validate(20, "syn_rdm")
     assert set(t.rdms) == {"V1", "V2", "V4", "IT"} and t.rdms["V1"].shape == (3, 20, 20)
     clean = ds.clean_rdms()
-    from harness.scoring import spearman_many, upper
+    from harness.kit.scoring import spearman_many, upper
 
     # measured RDMs estimate the clean ones: high SNR → close
     assert np.median(spearman_many(upper(clean["IT"].mean(0)), upper(t.rdms["IT"]))) > 0.8

@@ -21,7 +21,7 @@ import pytest
 
 from harness.contracts import HeadInput, HeadOutput, Stimuli, VoxelTargets
 from harness.factory import Factory
-from harness.scoring import pearson_columns
+from harness.kit.scoring import pearson_columns
 from tests.helpers import make_factory
 
 pytest.importorskip("timm")

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness_finetune.derived import MANIFEST, WEIGHTS, DerivedStore
+from harness_finetune.probe import fit_probe
+from harness_finetune.recipe import FinetuneConfig
+from harness_finetune.tasks import make_task, parse_task_args, split_per_class, task_classes
 
 from harness.errors import DataError, HarnessError
-from harness.finetune.derived import MANIFEST, WEIGHTS, DerivedStore
-from harness.finetune.probe import fit_probe
-from harness.finetune.recipe import FinetuneConfig
-from harness.finetune.tasks import make_task, parse_task_args, split_per_class, task_classes
 from harness.plugins import default_catalog
 from harness.settings import load_settings
 from harness.specs import Preprocess

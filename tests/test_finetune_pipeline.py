@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from harness_finetune.derived import DerivedStore
+from harness_finetune.pipeline import finetune_backbone
+from harness_finetune.probe import accuracy
+from harness_finetune.recipe import FinetuneConfig
+from harness_finetune.tasks import make_task, split_per_class
+from harness_finetune.train import global_tokens
 
 from harness.contracts import Backbone, Stimuli
 from harness.extract import tokens_key
-from harness.finetune.derived import DerivedStore
-from harness.finetune.pipeline import finetune_backbone, finetune_selection
-from harness.finetune.probe import accuracy
-from harness.finetune.recipe import FinetuneConfig
-from harness.finetune.tasks import make_task, split_per_class
-from harness.finetune.train import global_tokens
+from harness.plan import derived_selection
 from tests.helpers import make_factory
 
 #: only the fine-tune plugin's own entries (the derived backbones) join these test zoos
@@ -123,11 +124,11 @@ def test_selection_pairs_bases_with_their_derived_backbones(mobilenet, harness_e
     reg = {**MOBILENET, "backbones": {**MOBILENET["backbones"],
                          "mobilenet_v2_random": {"plugin": "torchvision", "args": {"arch": "mobilenet_v2"}, "random_init": True}}}
     f = make_factory(reg, harness_env)
-    names, skips = finetune_selection(f, ["gratings"], ["mobilenet_v2", "mobilenet_v2_random"])
+    names, skips = derived_selection(f.registry, ["gratings"], ["mobilenet_v2", "mobilenet_v2_random"])
     assert names == ["mobilenet_v2", m.name]
     assert [s.what for s in skips] == ["backbone mobilenet_v2_random"] and "harness finetune" in skips[0].reason
     with pytest.raises(Exception, match="no derived backbones for task"):
-        finetune_selection(f, ["k92_animacy"], None)
+        derived_selection(f.registry, ["k92_animacy"], None)
 
 
 def test_corrupt_derived_weights_fail_loudly(mobilenet, harness_env: Path) -> None:
@@ -162,7 +163,9 @@ def test_run_finetune_writes_linked_delta_rows(harness_env: Path, shared_weights
     out = cli.invoke(app, ["--registry", str(reg), "run", "-H", "rsa", "-d", "cichy92", "-m", "algonauts_r2",
                            "--finetune", "gratings", "--device", "cpu"])
     assert out.exit_code == 0, out.output
-    assert "finetune_deltas" in out.output
+    assert "harness finetune --deltas --task gratings" in out.output
+    shown = cli.invoke(app, ["--registry", str(reg), "finetune", "--deltas", "--task", "gratings"])
+    assert shown.exit_code == 0 and "finetune_deltas" in shown.output and m.name in shown.output, shown.output
 
     store = Store(harness_env / "lb.duckdb")
     deltas = store.query("SELECT * FROM finetune_deltas ORDER BY roi")

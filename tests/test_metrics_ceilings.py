@@ -1,4 +1,4 @@
-"""Noise ceilings (harness.ceilings) against brute-force split-halves, the NSD formula, planted truth and rsatoolbox."""
+"""Noise ceilings (harness.kit.ceilings) against brute-force split-halves, the NSD formula, planted truth and rsatoolbox."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.ceilings import (
+from harness.errors import DataError
+from harness.kit.ceilings import (
     nc_from_ncsnr,
     nc_to_r,
     ncsnr,
@@ -19,8 +20,7 @@ from harness.ceilings import (
     spearman_brown,
     split_half_reliability,
 )
-from harness.errors import DataError
-from harness.scoring import upper
+from harness.kit.scoring import upper
 
 
 def _planted(n_stim: int, n_rep: int, n_vox: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

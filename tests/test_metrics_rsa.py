@@ -17,7 +17,7 @@ from scipy import stats
 
 from harness.contracts import HeadOutput, MetricContext, RDMTargets
 from harness.errors import DataError
-from harness.scoring import upper
+from harness.kit.scoring import upper
 
 CTX = MetricContext(dataset="toy", subject="all", seed=0)
 
@@ -175,7 +175,7 @@ def test_algonauts2019_formula_on_real_cichy92(shared_data) -> None:
         assert main[roi].raw == pytest.approx(np.mean(r**2), abs=1e-10)
         assert main[roi].ceiling == pytest.approx(nc, abs=1e-10)
     # PROVENANCE.md reports leave-one-subject-out Spearman reliability EVC 0.239, IT 0.449 (mean r, unsquared)
-    from harness.ceilings import rdm_noise_ceiling
+    from harness.kit.ceilings import rdm_noise_ceiling
 
     assert rdm_noise_ceiling(upper(subj["EVC"]), squared=False)[0] == pytest.approx(0.239, abs=0.001)
     assert rdm_noise_ceiling(upper(subj["IT"]), squared=False)[0] == pytest.approx(0.449, abs=0.001)

@@ -15,8 +15,7 @@ import yaml
 from harness.factory import ExtractionOptions, Factory
 from harness.hookspecs import hookimpl
 from harness.plan import make_plan
-from harness.plugins import build_catalog, default_catalog, make_manager
-from harness.registry import load_registry
+from harness.plugins import build_catalog, make_manager
 from harness.runner import Runner
 from harness.settings import load_settings
 from harness.specs import (
@@ -67,8 +66,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Factory, Store]:
     path.write_text(yaml.safe_dump(_registry(tmp)))
     catalog = build_catalog(*make_manager(extra_plugins=[_Plugins()]))
     settings = load_settings().with_overrides(registry=path, home=tmp / "home", db=tmp / "lb.duckdb")
-    f = Factory(catalog=catalog, registry=load_registry(catalog, path), settings=settings,
-                extraction=ExtractionOptions(batch_size=64, max_grid=16))
+    f = Factory.open(settings, catalog=catalog, extraction=ExtractionOptions(batch_size=64, max_grid=16))
     store = Store(tmp / "lb.duckdb")
     # plugin registry fragments add more zoo entries; this run is only the ones defined above
     plan = make_plan(f, backbones=["net_a", "net_b"], heads=["ridge", "rsa"], datasets=["syn", "algo"],
@@ -162,14 +160,12 @@ def test_scaling_question_is_one_query(run) -> None:
 def test_selector_metrics_attach_to_every_layer_weight_head_of_the_default_zoo(monkeypatch) -> None:
     """Item 10: `harness run --all` pairs hierarchy + selector_confidence with every head producing layer weights."""
     monkeypatch.setenv("HARNESS_DATA_ROOT", str(REPO.parent / "shared" / "data"))
-    catalog = default_catalog()
-    reg = load_registry(catalog, REPO / "registry.yaml")
-    f = Factory(catalog=catalog, registry=reg, settings=load_settings().with_overrides(registry=REPO / "registry.yaml"))
+    f = Factory.open(load_settings().with_overrides(registry=REPO / "registry.yaml"))
     plan = make_plan(f, backbones=["mobilenet_v2_random"])
     heads = {j.head.name for j in plan.jobs}
     assert "ridge" in heads
     for j in plan.jobs:
-        produces = catalog.get("head", j.head.plugin).spec.produces
+        produces = f.catalog.get("head", j.head.plugin).spec.produces
         names = {m.name for m in j.metrics}
         if LAYER_WEIGHTS in produces:
             assert {"hierarchy", "selector_confidence"} <= names, j.label

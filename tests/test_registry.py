@@ -10,6 +10,7 @@ import yaml
 from harness.errors import PluginMissingError, RegistryError
 from harness.plugins import build_catalog, default_catalog, make_manager
 from harness.registry import load_registry
+from harness.settings import load_settings
 from harness.specs import KINDS
 
 
@@ -33,7 +34,7 @@ def test_first_party_plugins_come_through_entry_points() -> None:
 
 
 def test_project_registry_validates() -> None:
-    reg = load_registry(default_catalog(), Path(__file__).resolve().parents[1] / "registry.yaml")
+    reg = load_registry(default_catalog(), Path(__file__).resolve().parents[1] / "registry.yaml", load_settings())
     assert reg.get("mobilenet_v2").kind == "backbone"
     assert reg.get("mobilenet_v2_random").random_init
 
@@ -41,7 +42,7 @@ def test_project_registry_validates() -> None:
 def test_unknown_plugin_names_file_and_entry(tmp_path: Path) -> None:
     p = write(tmp_path, {"backbones": {"clipper": {"plugin": "no_such_plugin"}}})
     with pytest.raises(PluginMissingError) as e:
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
     msg = str(e.value)
     assert str(p) in msg and "backbones.clipper" in msg and "no_such_plugin" in msg and "\n" not in msg
 
@@ -49,29 +50,29 @@ def test_unknown_plugin_names_file_and_entry(tmp_path: Path) -> None:
 def test_misspelled_argument_names_field(tmp_path: Path) -> None:
     p = write(tmp_path, {"heads": {"r": {"plugin": "ridge", "args": {"alpha": [1.0]}}}})
     with pytest.raises(RegistryError, match=r"heads\.r: args\.alpha: unknown argument"):
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
 
 
 def test_wrong_type_names_field(tmp_path: Path) -> None:
     p = write(tmp_path, {"datasets": {"s": {"plugin": "synthetic_voxels", "args": {"n_stimuli": "many"}}}})
     with pytest.raises(RegistryError, match=r"datasets\.s: args\.n_stimuli: .*integer"):
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
 
 
 def test_unknown_entry_field_and_section(tmp_path: Path) -> None:
     p = write(tmp_path, {"backbones": {"m": {"plugin": "timm", "random_int": True}}})
     with pytest.raises(RegistryError, match=r"backbones\.m: field 'random_int'"):
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
     p = write(tmp_path, {"networks": {}})
     with pytest.raises(RegistryError, match="unknown section 'networks'"):
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
 
 
 def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
     p = tmp_path / "registry.yaml"
     p.write_text("backbones: [unclosed\n")
     with pytest.raises(RegistryError) as e:
-        load_registry(default_catalog(), p)
+        load_registry(default_catalog(), p, load_settings())
     assert str(p) in str(e.value) and "\n" not in str(e.value)
 
 

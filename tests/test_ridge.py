@@ -1,4 +1,4 @@
-"""harness.ridge against independent references.
+"""harness.kit.ridge against independent references.
 
 Why these references: scikit-learn's ``RidgeCV(alpha_per_target=True)`` is the
 de-facto definition of efficient-LOO per-target ridge (our LOO mode must
@@ -17,8 +17,8 @@ from sklearn.linear_model import Ridge
 from sklearn.linear_model import RidgeCV as SkRidgeCV
 from sklearn.model_selection import KFold
 
-from harness.ridge import RidgeCV, get_backend, ridge_loo_alphas
-from harness.ridge.solvers import kfold_splits, solve_ridge_cv
+from harness.kit.ridge import RidgeCV, get_backend, ridge_loo_alphas
+from harness.kit.ridge.solvers import kfold_splits, solve_ridge_cv
 
 ALPHAS = np.logspace(-2, 5, 8)
 BACKENDS = ["numpy", "torch"]
@@ -80,7 +80,7 @@ def test_float32_near_ties_are_rescored_in_float64(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the near-tie margin opened to everything, float32 LOO == float64 LOO."""
-    from harness.ridge import solvers
+    from harness.kit.ridge import solvers
 
     X, Y, _, _ = make_data(*REGIMES["n>p"], seed=17)
     ref = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(X, Y)
@@ -229,7 +229,7 @@ def test_target_batching_gives_identical_results(cv: object, dtype: str) -> None
 @pytest.mark.parametrize("cv", ["loo", 3])
 def test_low_memory_path_matches(cv: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the memory budget, per-alpha scaled operands are built on the fly."""
-    from harness.ridge import solvers
+    from harness.kit.ridge import solvers
 
     X, Y, _, _ = make_data(40, 12, 9, seed=16)
     ref = RidgeCV(ALPHAS, cv=cv, backend="numpy", dtype="float64").fit(X, Y)

@@ -18,12 +18,12 @@ from harness_factortopy.model import CoordSelectors, FactorTopyNet, FreeSelector
 from harness_factortopy.positional import sinusoidal_encoding
 from harness_heads.gnet_head import GNetHead
 from harness_heads.token_heads import ClassTokenHead, PatchTokenHead
-from harness_heads.token_source import TokenSource
-from harness_heads.training import _soup, train_step
 
 from harness.cache import TokenCache, TokenStore
 from harness.contracts import BuildContext, HeadInput, Stimuli, VoxelTargets
 from harness.errors import DataError
+from harness.kit.token_source import TokenSource
+from harness.kit.training import _soup, train_step
 from harness.plugins import default_catalog
 from harness.registry import load_registry
 from harness.settings import load_settings
@@ -196,7 +196,7 @@ def test_trained_heads_reject_rdm_targets(tmp_path: Path) -> None:
 
 
 def test_registry_entries_for_factortopy_ablations_and_baselines(tmp_path: Path) -> None:
-    reg = load_registry(default_catalog(), None)
+    reg = load_registry(default_catalog(), None, load_settings())
     heads = {e.name: e for e in reg.of_kind("head")}
     expect = {
         "factortopy": {}, "factortopy_no_layer": {"layer_selection": "uniform"},
@@ -229,7 +229,7 @@ def test_free_selectors_get_their_own_learning_rate(tmp_path: Path) -> None:
 def test_standardisation_floors_nearly_dead_channels() -> None:
     """A channel that is 0 on the statistics sample and 6 on one other image (a ReLU6 unit that rarely fires)
     must not become a 10^4-sigma outlier; ordinary channels still come out with unit SD."""
-    from harness_heads.token_source import SD_FLOOR, TokenSource
+    from harness.kit.token_source import SD_FLOOR, TokenSource
 
     rng = np.random.default_rng(0)
     g = rng.normal(2.0, 0.5, (200, 16)).astype(np.float32)

@@ -25,7 +25,7 @@ from harness.cache import TokenCache
 from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
 from harness.errors import DataError, RegistryError
 from harness.extract import resolve_device
-from harness.scoring import rdm_from_features
+from harness.kit.scoring import rdm_from_features
 from harness.specs import LAYER_WEIGHTS, LIVE_BACKBONE, MODEL_RDMS, RDMS, PluginArgs, PluginSpec
 from harness_aggregation.crops import stage_bank
 from harness_aggregation.loss import LossKind

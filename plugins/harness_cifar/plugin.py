@@ -14,16 +14,16 @@ from typing import Literal
 from torch import nn
 
 from harness.errors import RegistryError
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import (
+from harness.kit.hooked import HookedBackbone
+from harness.kit.weights import (
     WeightSource,
     load_state_dict,
     load_strict,
     resolve_weights,
     weights_unavailable,
 )
+from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 
 CIFAR_32 = Preprocess(resize=32, crop=32, interpolation="bilinear")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -14,7 +14,7 @@ ROIs: fMRI ``EVC``, ``IT``; MEG ``MEG_early``, ``MEG_late`` (sessions averaged u
 As in the challenge, EVC pairs with early and IT with late MEG: they share a hierarchy
 level. ``sets=("92", "118")`` joins image sets in one job: the stimuli are concatenated and
 each ROI is named ``<set>/<roi>`` with :attr:`RDMTargets.stimulus_idx` naming its block.
-Noise ceilings: :func:`harness.ceilings.noise_ceiling_rdm` (lower: each subject vs the mean
+Noise ceilings: :func:`harness.kit.ceilings.noise_ceiling_rdm` (lower: each subject vs the mean
 of the others; upper: vs the mean of all; squared Spearman r), see :meth:`noise_ceilings`.
 """
 
@@ -37,7 +37,7 @@ from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
 
 if TYPE_CHECKING:
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
 
 SetName = Literal["92", "118", "78"]
 SET_FOLDERS: dict[str, str] = {"92": "cichy92", "118": "cichy118", "78": "cichy78"}

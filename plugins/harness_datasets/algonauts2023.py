@@ -16,7 +16,7 @@ the challenge's; otherwise a seeded ``test_fraction`` of the training images is 
 and there is no ceiling. The challenge's noise-ceiling formula is NSD's
 NC = ncsnr² / (ncsnr² + 1/n) over the test images; its per-vertex NC files are read as is
 and given as ``noise_ceiling_r = sqrt(NC)``; the challenge score is then
-:func:`harness.ceilings.noise_normalised_r2` (100 · r² / NC, r < 0 → 0, capped at 100).
+:func:`harness.kit.ceilings.noise_normalised_r2` (100 · r² / NC, r < 0 → 0, capped at 100).
 Vertex coordinates need an fsaverage FreeSurfer subject folder (``fsaverage``: its
 ``surf/{lh,rh}.<surface>``); without one the voxel table has ``fsaverage_index`` but no x, y, z.
 """
@@ -49,7 +49,7 @@ from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite
 
 if TYPE_CHECKING:
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
 
 LAYOUT = ("<root>/subjXX/training_split/training_fmri/{lh,rh}_training_fmri.npy, training_split/training_images/*.png, "
           "test_split/test_images/*.png, roi_masks/{lh,rh}.<roi>_challenge_space.npy (+ mapping_<roi>.npy), "
@@ -204,7 +204,7 @@ class Algonauts2023(Dataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
-        from harness.ceilings import nc_to_r
+        from harness.kit.ceilings import nc_to_r
 
         hemis = [self._hemi(h) for h in self.args.hemis]
         responses = np.concatenate([h["responses"] for h in hemis], axis=1)
@@ -231,7 +231,7 @@ class Algonauts2023(Dataset):
         return self._targets
 
     def fetch_plan(self) -> FetchPlan:
-        from harness.fetch import FetchPlan
+        from harness.kit.fetch import FetchPlan
 
         return FetchPlan(folder=self.root, note=(
             "Algonauts 2023 data are handed out after registration (http://algonauts.csail.mit.edu, 2023 challenge) under "

@@ -12,7 +12,7 @@ Neurons are not matched across sessions, so each session is its own subject.
 
 Noise ceiling: only sessions with single repeats have one — per neuron, the split-half
 correlation of repeat halves, Spearman–Brown corrected to the full average
-(:func:`harness.ceilings.split_half_reliability`), as ``noise_ceiling_r = sqrt(reliability)``.
+(:func:`harness.kit.ceilings.split_half_reliability`), as ``noise_ceiling_r = sqrt(reliability)``.
 
 Train/test split: a fixed split stored in ``splits/cowley_v4_<S>.json`` (test image basenames).
 It is the first ``round(test_fraction·n)`` images of ``numpy.random.default_rng([seed, S])
@@ -39,7 +39,7 @@ from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
 
 if TYPE_CHECKING:
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
 
 LAYOUT = ("<root>/responses_<S>.npy (neurons × images), <root>/images_<S>.zip (images in basename order), "
           "optional <root>/responses_raw_<S>.npy (neurons × images × repeats, NaN-padded)")
@@ -171,7 +171,7 @@ class CowleyV4(Dataset):
         voxels = pd.DataFrame({"voxel_id": [f"n{i:03d}" for i in range(resp.shape[0])], "roi": "V4"})
         responses, voxels, repeats, n_excl = exclude_nonfinite(resp.T, voxels, repeats, str(self._file("responses")))
         if repeats is not None:
-            from harness.ceilings import nc_to_r, split_half_reliability
+            from harness.kit.ceilings import nc_to_r, split_half_reliability
 
             ceiling = nc_to_r(split_half_reliability(repeats, n_splits=self.args.n_splits, seed=0))
         train, test = self.split()

@@ -177,7 +177,7 @@ class FolderVoxels(Dataset):
         train, test = self.split()
         ceiling = None
         if repeats is not None and repeats.shape[1] >= 2 and self.args.ceiling != "none":
-            from harness.ceilings import nc_to_r, ncsnr_ceiling, split_half_reliability
+            from harness.kit.ceilings import nc_to_r, ncsnr_ceiling, split_half_reliability
 
             nc = split_half_reliability(repeats) if self.args.ceiling == "split_half" else ncsnr_ceiling(repeats, test)
             ceiling = nc_to_r(nc)

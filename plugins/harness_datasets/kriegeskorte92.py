@@ -33,7 +33,7 @@ from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
 if TYPE_CHECKING:
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
 
 BRAIN_FILE = "92_brainRDMs.mat"
 SUPP_FILE = "Kriegeskorte_Neuron2008_supplementalData.mat"

@@ -56,7 +56,7 @@ from harness_datasets.stimuli import files_digest, stimuli_from_hdf5
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
 
 if TYPE_CHECKING:
-    from harness.fetch import FetchPlan
+    from harness.kit.fetch import FetchPlan
 
 Hemi = Literal["lh", "rh"]
 LAYOUT = ("NSD release layout: nsddata/experiments/nsd/nsd_expdesign.mat, nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5, "
@@ -367,7 +367,7 @@ class NSD(Dataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
-        from harness.ceilings import nc_from_ncsnr, nc_to_r
+        from harness.kit.ceilings import nc_from_ncsnr, nc_to_r
 
         d = self._design
         parts = self._selection()

@@ -29,7 +29,7 @@ class AllSubjectsRDMDataset(Dataset):
 
     def noise_ceilings(self) -> dict[str, tuple[float, float]]:
         """ROI → (lower, upper) noise ceiling on the R² (squared Spearman) scale; needs ≥ 2 subjects."""
-        from harness.ceilings import noise_ceiling_rdm
-        from harness.scoring import upper
+        from harness.kit.ceilings import noise_ceiling_rdm
+        from harness.kit.scoring import upper
 
         return {roi: noise_ceiling_rdm(upper(r)) for roi, r in self._targets.rdms.items()}

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import DataError
-from harness.fetch import FetchPlan, RemoteFile, sha256_file
+from harness.kit.fetch import FetchPlan, RemoteFile, sha256_file
 
 MANIFESTS = Path(__file__).resolve().parent / "sources"
 GH = "https://raw.githubusercontent.com"

@@ -255,7 +255,7 @@ class SyntheticRDMs(SyntheticVoxels):
         return ["all"]
 
     def _rdms(self, clean: bool) -> dict[str, np.ndarray]:
-        from harness.scoring import rdm_from_features
+        from harness.kit.scoring import rdm_from_features
 
         per_roi: dict[str, list[np.ndarray]] = {r: [] for r in self.args.rois}
         for sid in self._subject_ids():

@@ -27,9 +27,9 @@ from torch import nn
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
-from harness.hooked import state_dict_digest, to_layer_tokens
+from harness.kit.hooked import state_dict_digest, to_layer_tokens
+from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness_diffusers.noising import TO_EPSILON, add_noise, ddim_inversion, fixed_noise
 
 #: the file that makes a folder a diffusers pipeline (a model folder has config.json instead)

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, linear_decay
 from pydantic import Field
 
 from harness.errors import DataError
+from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
+from harness.kit.training import ChunkedVoxelModel, TrainArgs, linear_decay
 from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
 from harness_factortopy.model import (
     CoordSelectors,

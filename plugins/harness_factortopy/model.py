@@ -22,11 +22,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from harness_heads.trained_head import Selections
-from harness_heads.training import ChunkedVoxelModel, voxel_chunks
 from torch import nn
 
 from harness.contracts import LayerTokens
+from harness.kit.trained_head import Selections
+from harness.kit.training import ChunkedVoxelModel, voxel_chunks
 
 LayerMode = Literal["learned", "uniform"]
 SpaceMode = Literal["learned", "centre", "mean"]

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from harness.contracts import Backbone, BuildContext, LayerTokens
 from harness.errors import DataError, HarnessError, WeightsMissingError
-from harness.finetune.derived import DerivedManifest, DerivedStore, file_sha256
-from harness.plugins import default_catalog, missing_requirements
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess, RegistryEntry
+from harness_finetune.derived import DerivedManifest, DerivedStore, file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -44,8 +43,12 @@ class DerivedBackbone(Backbone):
 
     @cached_property
     def _parent_cls(self) -> type[Backbone]:
-        cls = default_catalog().get("backbone", self.manifest.parent["plugin"])
-        assert issubclass(cls, Backbone)
+        if self.ctx.plugin_class is None:
+            raise HarnessError(f"derived backbone {self.ctx.entry.name!r}: built without a plugin catalog (use Factory.build)")
+        plugin = self.manifest.parent["plugin"]
+        cls = self.ctx.plugin_class("backbone", plugin)
+        if not issubclass(cls, Backbone):
+            raise HarnessError(f"derived backbone {self.ctx.entry.name!r}: parent plugin {plugin!r} is not a backbone")
         return cls
 
     def unavailable_reason(self) -> str | None:
@@ -56,7 +59,7 @@ class DerivedBackbone(Backbone):
             return str(exc)
         if not m.weights_path.is_file():
             return f"{m.weights_path}: derived weights file missing"
-        missing = missing_requirements(cls.spec)
+        missing = cls.spec.missing_requirements()
         if missing:
             return f"derived backbone {self.ctx.entry.name!r}: parent plugin {cls.spec.id!r} needs {', '.join(missing)}"
         return None
@@ -66,7 +69,7 @@ class DerivedBackbone(Backbone):
         """The parent plugin instance, its module holding the derived weights."""
         from safetensors.torch import load_file
 
-        from harness.hooked import state_dict_digest
+        from harness.kit.hooked import state_dict_digest
 
         m = self.manifest
         p = m.parent
@@ -74,7 +77,8 @@ class DerivedBackbone(Backbone):
                               source=str(m.path / "manifest.json"))
         parent = self._parent_cls(self._parent_cls.spec.args(**p["args"]),
                                   BuildContext(entry=entry, settings=self.ctx.settings, device=self.ctx.device,
-                                               seed=self.ctx.seed, tokens_for=self.ctx.tokens_for))
+                                               seed=self.ctx.seed, tokens_for=self.ctx.tokens_for,
+                                               plugin_class=self.ctx.plugin_class))
         net = parent.module()
         if net is None:
             raise DataError(f"derived backbone {self.ctx.entry.name!r}: parent plugin {p['plugin']!r} has no torch module")

@@ -13,10 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.contracts import Stimuli
+from harness.contracts import LabelledImages, Stimuli, Task
 from harness.errors import DataError
-from harness.finetune.tasks import LabelledImages, Task, TaskSpec
-from harness.specs import PluginArgs
+from harness.specs import PluginArgs, TaskSpec
 
 FILE = "Kriegeskorte_Neuron2008_supplementalData.mat"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from harness.contracts import Stimuli
-from harness.finetune.tasks import LabelledImages, Task, TaskSpec
-from harness.specs import PluginArgs
+from harness.contracts import LabelledImages, Stimuli, Task
+from harness.specs import PluginArgs, TaskSpec
 
 
 class DigitsArgs(PluginArgs):

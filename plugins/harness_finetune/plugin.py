@@ -1,19 +1,25 @@
-"""Entry point of the fine-tune plugins: the derived backbone, its registry entries, and the offline tasks.
+"""Entry point of the fine-tuning room: the derived backbone, its registry entries, the tasks, the
+``harness finetune`` command and the ``finetunes`` table with its ``finetune_deltas`` view.
 
-Derived backbones are listed from ``$HARNESS_HOME/derived`` (``HARNESS_HOME`` from the
-environment or the config file, as :func:`harness.settings.load_settings` reads it).
+Derived backbones are listed from ``settings.home``/derived: the settings the hook receives,
+so ``harness --home H`` finds the fine-tunes stored under ``H``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from harness.finetune.derived import DerivedStore
 from harness.hookspecs import hookimpl
-from harness.settings import load_settings
+from harness_finetune.derived import DerivedStore
 from harness_finetune.derived_backbone import DerivedBackbone
 from harness_finetune.kriegeskorte_tasks import K92Animacy, K92Category
 from harness_finetune.lowlevel_tasks import Digits, Gratings
+
+if TYPE_CHECKING:
+    import typer
+
+    from harness.settings import Settings
 
 
 @hookimpl
@@ -22,10 +28,22 @@ def harness_plugins() -> list[type]:
 
 
 @hookimpl
-def harness_registry() -> list[dict[str, Any]]:
-    return [DerivedStore(load_settings().home).registry_fragment()]
+def harness_registry(settings: Settings) -> list[dict[str, Any]]:
+    return [DerivedStore(settings.home).registry_fragment()]
 
 
 @hookimpl
 def harness_tasks() -> list[type]:
     return [K92Animacy, K92Category, Digits, Gratings]
+
+
+@hookimpl
+def harness_cli(app: typer.Typer) -> None:
+    from harness_finetune.cli import register
+
+    register(app)
+
+
+@hookimpl
+def harness_sql() -> list[Path]:
+    return [Path(__file__).with_name("sql")]

@@ -22,9 +22,9 @@ from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
+from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
+from harness.kit.training import ChunkedVoxelModel, TrainArgs, voxel_chunks
 from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
-from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, voxel_chunks
 
 
 class GNetNet(ChunkedVoxelModel):

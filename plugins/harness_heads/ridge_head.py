@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
 from harness.errors import DataError
-from harness.scoring import pearson_columns
+from harness.kit.scoring import pearson_columns
 from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginArgs, PluginSpec
 from harness_heads.features import FeatureKind, layer_matrix, standardise
 
@@ -43,7 +43,7 @@ class RidgeHead(Head):
     args: RidgeArgs
 
     def _fit(self, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from harness.ridge import RidgeCV
+        from harness.kit.ridge import RidgeCV
 
         x_tr, x_te = standardise(x_tr, x_te)
         model = RidgeCV(alphas=np.asarray(self.args.alphas), cv="loo", backend=self.args.backend)

@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
 from harness.errors import DataError
-from harness.scoring import rdm_from_features, spearman_many, upper
+from harness.kit.scoring import rdm_from_features, spearman_many, upper
 from harness.specs import LAYER_WEIGHTS, MODEL_RDMS, RDMS, TOKENS, PluginArgs, PluginSpec
 from harness_heads.features import FeatureKind, layer_matrix
 

@@ -20,10 +20,10 @@ from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
+from harness.kit.token_source import Parts
+from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
+from harness.kit.training import ChunkedVoxelModel, TrainArgs
 from harness.specs import TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
-from harness_heads.token_source import Parts
-from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness_heads.training import ChunkedVoxelModel, TrainArgs
 
 
 class LayerAverageNet(ChunkedVoxelModel):

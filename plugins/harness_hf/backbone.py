@@ -3,7 +3,7 @@
 The block outputs come from ``output_hidden_states`` (entry 0, the embeddings, is
 dropped), so the taps do not depend on each model's module layout, which transformers
 renames between major versions. Pretrained models load with ``from_pretrained`` from a
-local folder found by :func:`harness.weights.resolve_snapshot`; random-init builds from
+local folder found by :func:`harness.kit.weights.resolve_snapshot`; random-init builds from
 ``args.config`` (the hub model's architecture, recorded in the registry entry), so
 ``--random-init`` works with no download.
 """
@@ -19,9 +19,9 @@ from torch import nn
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
-from harness.hooked import state_dict_digest, to_layer_tokens
+from harness.kit.hooked import state_dict_digest, to_layer_tokens
+from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness_hf.families import FAMILIES, Family
 
 

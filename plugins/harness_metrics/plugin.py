@@ -1,6 +1,6 @@
 """Entry point of the first-party metrics: brain score, Algonauts 2019 RSA, hierarchy slope, selector confidence.
 
-``noise_ceiling_rdm`` moved to :mod:`harness.ceilings` (shared with datasets); it is re-exported here for
+``noise_ceiling_rdm`` moved to :mod:`harness.kit.ceilings` (shared with datasets); it is re-exported here for
 callers that imported it from the plugin.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.ceilings import noise_ceiling_rdm
 from harness.hookspecs import hookimpl
+from harness.kit.ceilings import noise_ceiling_rdm
 from harness_metrics.rsa import AlgonautsRSA, RSAArgs
 from harness_metrics.selectors import HierarchySlope, SelectorConfidence
 from harness_metrics.voxel import PearsonArgs, VoxelPearson

@@ -177,5 +177,5 @@ def compare_rows(method: str, a: np.ndarray, b: np.ndarray, w: np.ndarray | None
 
 
 def compare_one_to_rows(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``compare(vector, rows)`` in the shape :func:`harness.ceilings.rdm_noise_ceiling` takes."""
+    """``compare(vector, rows)`` in the shape :func:`harness.kit.ceilings.rdm_noise_ceiling` takes."""
     return lambda v, rows: compare_rows(method, v, rows)

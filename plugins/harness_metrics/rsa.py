@@ -22,7 +22,7 @@ from scipy import stats
 
 from harness.contracts import HeadOutput, Metric, MetricContext, RDMTargets, Score, Targets
 from harness.errors import DataError
-from harness.scoring import upper
+from harness.kit.scoring import upper
 from harness.specs import MODEL_RDMS, RDMS, SCORES, PluginArgs, PluginSpec
 from harness_metrics.rdm_compare import (
     COMPARATORS,

@@ -16,10 +16,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from harness.ceilings import nc_to_r, ncsnr_ceiling, noise_normalised_r2, split_half_reliability
 from harness.contracts import HeadOutput, Metric, MetricContext, Score, Targets, VoxelTargets
 from harness.errors import DataError
-from harness.scoring import pearson_columns
+from harness.kit.ceilings import nc_to_r, ncsnr_ceiling, noise_normalised_r2, split_half_reliability
+from harness.kit.scoring import pearson_columns
 from harness.specs import SCORES, VOXEL_PREDICTIONS, VOXELS, PluginArgs, PluginSpec
 from harness_metrics.uncertainty import bc_ci, bootstrap_indices, percentile_ci
 

@@ -5,7 +5,7 @@ tower: it halves memory, and towers whose text side is a Hugging Face model (NLL
 RoBERTa) would otherwise need the hub just to read a config. The checkpoint is the full
 CLIP state_dict; its ``visual.*`` part is loaded strictly.
 
-Weights resolve through :func:`harness.weights.resolve_weights`, from the ``hf_hub``
+Weights resolve through :func:`harness.kit.weights.resolve_weights`, from the ``hf_hub``
 entry open_clip declares for the tag (``open_clip_model.safetensors`` first, then the
 pickle it names, read with ``weights_only=True``), then open_clip's own download cache.
 OpenAI's original ``.pt`` files are TorchScript archives that cannot be read without
@@ -29,9 +29,9 @@ from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
-from harness.hooked import HookedBackbone, to_layer_tokens
+from harness.kit.hooked import HookedBackbone, to_layer_tokens
+from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 from harness_openclip.towers import tower_taps
 
 #: OpenAI's TorchScript checkpoints (the URL's parent folder is their sha256) need full unpickling

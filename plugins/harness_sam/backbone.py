@@ -22,9 +22,9 @@ from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError
-from harness.hooked import HookedBackbone
+from harness.kit.hooked import HookedBackbone
+from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 
 _DL = "https://dl.fbaipublicfiles.com/segment_anything/"
 

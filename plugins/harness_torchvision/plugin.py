@@ -1,7 +1,7 @@
 """torchvision classification nets (MobileNetV2, AlexNet, ResNet-50), tapped at every stage.
 
 Each architecture lists its layer sets and its weight variants (``tag``) in one table.
-Weights resolve through :func:`harness.weights.resolve_weights`: explicit path →
+Weights resolve through :func:`harness.kit.weights.resolve_weights`: explicit path →
 weights roots → the torch hub cache (``~/.cache/torch/hub/checkpoints/<basename of the
 URL>``) → a download when online → one clear error. Hub checkpoints are read with
 ``torch.load(weights_only=True)``; the hash in their file name is the sha256 prefix
@@ -21,16 +21,16 @@ from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError
-from harness.hooked import HookedBackbone, to_layer_tokens
 from harness.hookspecs import hookimpl
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
-from harness.weights import (
+from harness.kit.hooked import HookedBackbone, to_layer_tokens
+from harness.kit.weights import (
     WeightSource,
     load_state_dict,
     load_strict,
     resolve_weights,
     weights_unavailable,
 )
+from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 
 LayerMap = dict[str, str]
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.hooked import HookedBackbone
 from harness.hookspecs import hookimpl
+from harness.kit.hooked import HookedBackbone
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
 
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.contracts import Backbone, Stimuli
+from harness.contracts import Backbone, LabelledImages, Stimuli
 from harness.errors import HarnessError
-from harness.finetune.probe import LinearProbe, accuracy, fit_probe
-from harness.finetune.recipe import FinetuneConfig
-from harness.finetune.tasks import LabelledImages, split_per_class
-from harness.images import preprocess_image
+from harness.kit.images import preprocess_image
 from harness.specs import Preprocess
+from harness_finetune.probe import LinearProbe, accuracy, fit_probe
+from harness_finetune.recipe import FinetuneConfig
+from harness_finetune.tasks import split_per_class
 
 #: ``progress(step, steps, loss)`` after every optimiser step; raising from it aborts the fine-tune cleanly
 StepCallback = Callable[[int, int, float], None]

@@ -1,4 +1,4 @@
-"""Base of the gradient-trained token heads: data plumbing around :mod:`harness_heads.training`.
+"""Base of the gradient-trained token heads: data plumbing around :mod:`harness.kit.training`.
 
 A subclass only builds its :class:`ChunkedVoxelModel` and says what the trained model
 selected; splitting, response standardisation, token loading, training, prediction
@@ -26,8 +26,8 @@ import torch
 
 from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
 from harness.errors import DataError
-from harness_heads.token_source import Parts, TokenSource
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, fit, predict
+from harness.kit.token_source import Parts, TokenSource
+from harness.kit.training import ChunkedVoxelModel, TrainArgs, fit, predict
 
 
 @dataclass

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from harness.finetune.derived import DerivedManifest
 from harness.store import Store
+from harness_finetune.derived import DerivedManifest
 
 COLUMNS = ["derived", "derived_id", "parent", "task", "task_level", "task_digest", "steps", "lr", "batch_size",
            "n_per_class", "probe_accuracy", "val_accuracy", "n_train", "n_val", "wall_s", "device", "weights_digest",

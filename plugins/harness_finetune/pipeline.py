@@ -1,4 +1,4 @@
-"""Registry entry + task + recipe → a saved derived backbone; and picking base/derived pairs for a run.
+"""Registry entry + task + recipe → a saved derived backbone.
 
 A fine-tune is keyed on (parent weights digest, task data digest, recipe digest):
 asking for the same one again returns the stored derived backbone instead of
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.contracts import Backbone
+from harness.contracts import Backbone, Task
 from harness.errors import HarnessError
 from harness.factory import Factory
-from harness.finetune.derived import DerivedManifest, DerivedStore, finetune_key
-from harness.finetune.recipe import FinetuneConfig
-from harness.finetune.tasks import Task
-from harness.finetune.train import StepCallback, finetune
-from harness.plan import Skip
-from harness.registry import Registry, parse_fragment
+from harness_finetune.derived import DerivedManifest, DerivedStore, finetune_key
+from harness_finetune.recipe import FinetuneConfig
+from harness_finetune.train import StepCallback, finetune
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,7 @@ class FinetuneReport:
 
 def finetune_backbone(factory: Factory, backbone: str, task: Task, cfg: FinetuneConfig, device: str = "cpu",
                       progress: StepCallback | None = None, force: bool = False) -> FinetuneReport:
-    from harness.hooked import state_dict_digest
+    from harness.kit.hooked import state_dict_digest
 
     entry = factory.registry.get(backbone, "backbone")
     reason = task.unavailable_reason()
@@ -71,44 +68,3 @@ def finetune_backbone(factory: Factory, backbone: str, task: Task, cfg: Finetune
                     "wall_s": out.wall_s},
     }
     return FinetuneReport(store.save(digest, out.state_dict, out.classifier, manifest), reused=False)
-
-
-def with_derived_entries(factory: Factory) -> list[DerivedManifest]:
-    """Make sure the factory's registry holds every derived backbone under *its* HARNESS_HOME.
-
-    The registry plugin lists ``$HARNESS_HOME/derived`` from the environment; a run
-    given ``--home`` looks there too, through this.
-    """
-    manifests = DerivedStore(factory.settings.home).manifests()
-    missing = {m.name: m.registry_entry() for m in manifests if m.name not in factory.registry.entries}
-    if missing:
-        extra = parse_fragment({"backbones": missing}, str(DerivedStore(factory.settings.home).root))
-        factory.registry = Registry(entries={**factory.registry.entries, **{e.name: e for e in extra}})
-    return manifests
-
-
-def finetune_selection(factory: Factory, tasks: list[str], bases: list[str] | None = None) -> tuple[list[str], list[Skip]]:
-    """Backbones to cross for a fine-tune comparison: each base followed by its derived backbones for ``tasks``.
-
-    ``bases`` defaults to the registry's ``--all`` backbones that are not themselves derived.
-    """
-    manifests = [m for m in with_derived_entries(factory) if m.task["id"] in tasks]
-    reg = factory.registry
-    if bases:
-        base_entries = [reg.get(n, "backbone") for n in bases]
-    else:
-        base_entries = [e for e in reg.of_kind("backbone") if e.in_all and e.parent is None]
-    names: list[str] = []
-    skips: list[Skip] = []
-    for b in base_entries:
-        derived = [m.name for m in manifests if m.parent["name"] == b.name]
-        if derived:
-            names += [b.name, *derived]
-        else:
-            skips.append(Skip(f"backbone {b.name}", f"no derived backbone for task {'/'.join(tasks)}; "
-                                                    f"create one with `harness finetune -b {b.name} --task {tasks[0]}`"))
-    if not names:
-        have = sorted({m.task["id"] for m in DerivedStore(factory.settings.home).manifests()})
-        raise HarnessError(f"no derived backbones for task(s) {tasks} under {DerivedStore(factory.settings.home).root} "
-                           f"(derived tasks there: {', '.join(have) or 'none'}); run `harness finetune` first")
-    return names, skips

@@ -12,10 +12,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness.cli import _registry_path, _settings, console
+from harness.cli.context import console, open_factory
 from harness.errors import HarnessError
 
-weights_app = typer.Typer(help="Pretrained weights of the registered backbones.", no_args_is_help=True)
+app = typer.Typer(help="Pretrained weights of the registered backbones.", no_args_is_help=True)
 
 AVAILABLE, MISSING, RANDOM = "available", "missing", "random-init"
 
@@ -48,21 +48,14 @@ def weight_status(factory) -> list[WeightStatus]:
     return rows
 
 
-@weights_app.command("status")
+@app.command("status")
 def status_cmd(
     only: Annotated[str | None, typer.Option("--only", help="Show only available, missing or random-init.")] = None,
 ) -> None:
     """Every backbone entry: available, missing (with the reason) or random-init."""
-    from harness.factory import Factory
-    from harness.plugins import default_catalog
-    from harness.registry import load_registry
-
     if only is not None and only not in (AVAILABLE, MISSING, RANDOM):
         raise HarnessError(f"--only must be one of {AVAILABLE}, {MISSING}, {RANDOM}, not {only!r}")
-    settings = _settings()
-    catalog = default_catalog()
-    reg = load_registry(catalog, _registry_path(settings), validate=False)
-    rows = weight_status(Factory(catalog=catalog, registry=reg, settings=settings))
+    rows = weight_status(open_factory(validate=False))
     shown = [r for r in rows if only in (None, r.status)]
     t = Table(title="backbone weights")
     for col in ("entry", "plugin", "family", "status", "source"):

@@ -30,8 +30,8 @@ from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
+from harness.kit.token_source import TokenSource
 from harness.specs import PluginArgs
-from harness_heads.token_source import TokenSource
 
 
 class TrainArgs(PluginArgs):

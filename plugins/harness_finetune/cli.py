@@ -1,7 +1,10 @@
 """``harness finetune``: adapt registered backbones to a labelled task and register the results as derived backbones.
 
-Also the helpers ``harness run --finetune TASK`` uses to pick base/derived pairs and
-print their ``finetune_deltas``.
+Added to the command line by this plugin's ``harness_cli`` hook. ``--deltas`` prints the
+``finetune_deltas`` view after ``harness run --finetune TASK`` crossed bases and derived nets.
+A command-line extension drives the framework (factory, store), so this module — and
+:mod:`.pipeline`, :mod:`.records` — are the plugin's stated exception to the import rule
+(``pyproject.toml``, ``[tool.importlinter]``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from harness.cli import _factory, _split, app, console, err_console, state
+from harness.cli.context import console, err_console, open_factory, options, split, store
 from harness.errors import HarnessError
 
 _RECIPE = "Recipe (defaults: FactorTopy §4.4)"
 
 
-@app.command("finetune")
 def finetune_cmd(
     backbone: Annotated[list[str] | None, typer.Option("-b", "--backbone", help="Registered backbone(s) to fine-tune.")] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task id (see --list) or an ImageFolder directory.")] = None,
@@ -37,23 +39,28 @@ def finetune_cmd(
     probe_c: Annotated[float | None, typer.Option(help="Inverse L2 strength of the linear probe [1.0].", rich_help_panel=_RECIPE)] = None,
     image_size: Annotated[int | None, typer.Option(help="Train at this crop size instead of the backbone's.", rich_help_panel=_RECIPE)] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (0: start and end) [0].", rich_help_panel=_RECIPE)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [env HARNESS_DEVICE, config `device`, else auto]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Train again even if this fine-tune is stored.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List tasks and derived backbones, then exit.")] = False,
+    deltas: Annotated[bool, typer.Option("--deltas", help="Print finetune_deltas for --task (after `harness run --finetune TASK`), then exit.")] = False,
 ) -> None:
     """Fine-tune backbone(s) on a labelled task; the result is a derived backbone every head can use."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.extract import resolve_device
-    from harness.finetune.pipeline import finetune_backbone
-    from harness.finetune.recipe import FinetuneConfig
-    from harness.finetune.records import record_finetunes
-    from harness.finetune.tasks import make_task, parse_task_args
-    from harness.store import Store
+    from harness_finetune.pipeline import finetune_backbone
+    from harness_finetune.recipe import FinetuneConfig
+    from harness_finetune.records import record_finetunes
+    from harness_finetune.tasks import make_task, parse_task_args
 
-    f = _factory()
+    f = open_factory()
     if list_:
         _list(f)
+        return
+    if deltas:
+        if not task:
+            raise HarnessError("--deltas needs --task TASK (the task the derived backbones were fine-tuned on)")
+        show_deltas(split([task]) or [])
         return
     if not backbone or not task:
         raise HarnessError("say what to fine-tune: -b BACKBONE --task TASK (see `harness finetune --list`)")
@@ -67,23 +74,22 @@ def finetune_cmd(
         err = exc.errors()[0]
         raise HarnessError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     t = make_task(task, f.catalog.manager, f.settings, parse_task_args(task_arg or []))
-    dev = resolve_device(device)
-    names = _split(backbone) or []
+    dev = resolve_device(device or f.settings.device)
+    names = split(backbone) or []
     for name in names:  # every name checked before the first (long) fine-tune starts
         f.registry.get(name, "backbone")
     reports = []
     for name in names:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
-                      disable=state.quiet) as prog:
+                      disable=options.quiet) as prog:
             bar = prog.add_task(f"finetune {name} on {t.id} ({dev})", total=cfg.steps, loss="-")
 
             def on_step(step: int, total: int, loss: float, bar: int = bar) -> None:
                 prog.update(bar, completed=step, loss=f"{loss:.3f}")
 
             reports.append(finetune_backbone(f, name, t, cfg, device=dev, progress=on_step, force=force))
-    store = Store(f.settings.db)
-    record_finetunes(store, [r.manifest for r in reports])
+    record_finetunes(f.store(), [r.manifest for r in reports])
     table = Table(title=f"fine-tuned on {t.id} → {f.settings.db}")
     for col in ("derived backbone", "parent", "steps", "n_train", "n_val", "probe acc", "fine-tuned acc", "wall s", "status"):
         table.add_column(col)
@@ -95,13 +101,13 @@ def finetune_cmd(
     console.print(table)
     for r in reports:
         console.print(f"{r.manifest.name}: {r.manifest.path}", highlight=False, soft_wrap=True)
-    if not state.quiet:
+    if not options.quiet:
         console.print(f"cross them with the heads: harness run --all --finetune {t.id}")
 
 
 def _list(f) -> None:
-    from harness.finetune.derived import DerivedStore
-    from harness.finetune.tasks import task_classes
+    from harness_finetune.derived import DerivedStore
+    from harness_finetune.tasks import task_classes
 
     t = Table(title="fine-tune tasks (--task)")
     for col in ("task", "level", "status", "summary"):
@@ -125,25 +131,10 @@ def _list(f) -> None:
     console.print(d)
 
 
-def select_finetuned(factory, tasks: list[str], bases: list[str] | None) -> tuple[list[str], list]:
-    """For ``harness run --finetune``: base backbones and their derived ones, recorded in ``finetunes``."""
-    from harness.finetune.derived import DerivedStore
-    from harness.finetune.pipeline import finetune_selection
-    from harness.finetune.records import record_finetunes
-    from harness.store import Store
-
-    names, skips = finetune_selection(factory, tasks, bases)
-    chosen = set(names)
-    record_finetunes(Store(factory.settings.db), [m for m in DerivedStore(factory.settings.home).manifests() if m.name in chosen])
-    return names, skips
-
-
-def show_deltas(db, tasks: list[str]) -> None:
+def show_deltas(tasks: list[str]) -> None:
     """The derived name carries base and task (``<base>.ft-<task>-<hash>``), so those columns are left out here."""
-    from harness.store import Store
-
     marks = ", ".join("?" for _ in tasks)
-    df = Store(db).query(
+    df = store().query(
         "SELECT derived, dataset, head, metric, roi, base_raw AS base, derived_raw AS ft_score, delta_raw AS delta, "
         "layer_shift AS com_shift, task_probe_acc AS probe_acc, task_finetuned_acc AS ft_acc "
         f"FROM finetune_deltas WHERE task IN ({marks}) ORDER BY task, dataset, head, metric, roi, base, derived", tasks)
@@ -154,3 +145,7 @@ def show_deltas(db, tasks: list[str]) -> None:
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     console.print(t)
 
+
+def register(app: typer.Typer) -> None:
+    """Add ``harness finetune`` to the root command line (called by the ``harness_cli`` hook)."""
+    app.command("finetune")(finetune_cmd)

@@ -1,7 +1,7 @@
 """``harness data``: what brain data is present where, downloading the public sets, and their noise ceilings.
 
 Which files a dataset needs and where they are published is the dataset plugin's
-business (``Dataset.fetch_plan``); this module only drives :mod:`harness.fetch`.
+business (``Dataset.fetch_plan``); this module only drives :mod:`harness.kit.fetch`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from harness.cli import _factory, app, console, err_console, state
+from harness.cli.context import console, err_console, open_factory, options
 from harness.errors import HarnessError
 
-data_app = typer.Typer(help="Brain data: status, fetch (public sets), noise ceilings.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+app = typer.Typer(help="Brain data: status, fetch (public sets), noise ceilings.", no_args_is_help=True)
 
 
 def _mb(n: int | None) -> str:
@@ -35,10 +34,10 @@ def _describe_fetch(ds: Any) -> str:
     return f"{len(plan.files)} files, {_mb(plan.total_bytes)}{terms}"
 
 
-@data_app.command("status")
+@app.command("status")
 def status_cmd() -> None:
     """Every registered dataset: present or why not, the folder it reads, and whether it can be fetched."""
-    f = _factory()
+    f = open_factory()
     t = Table(title=f"datasets (HARNESS_DATA_ROOT: {f.settings.data_root or 'not set'})")
     for col in ("entry", "plugin", "status", "folder", "fetch"):
         t.add_column(col, overflow="fold")
@@ -60,7 +59,7 @@ def status_cmd() -> None:
     console.print(t)
 
 
-@data_app.command("fetch")
+@app.command("fetch")
 def fetch_cmd(
     dataset: Annotated[str, typer.Argument(help="Registry entry of the dataset (see `harness data status`).")],
     accept_terms: Annotated[bool, typer.Option("--accept-terms", help="Confirm the dataset's terms of use non-interactively.")] = False,
@@ -68,9 +67,9 @@ def fetch_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be downloaded.")] = False,
 ) -> None:
     """Download a public dataset into the folder its entry reads; checksummed, resumable (rerun after an interruption)."""
-    from harness.fetch import fetch
+    from harness.kit.fetch import fetch
 
-    f = _factory()
+    f = open_factory()
     ds = f.dataset(dataset)
     plan = ds.fetch_plan()
     if plan is None:
@@ -78,7 +77,7 @@ def fetch_cmd(
     if not plan.files:
         raise HarnessError(f"dataset {dataset!r}: {plan.note}")
     console.print(f"{dataset}: {len(plan.files)} files ({_mb(plan.total_bytes)}) → {plan.folder}")
-    if plan.note and not state.quiet:
+    if plan.note and not options.quiet:
         console.print(plan.note)
     if dry_run:
         for rf in plan.files:
@@ -98,7 +97,7 @@ def fetch_cmd(
     )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err_console, disable=state.quiet, transient=True) as prog:
+                  console=err_console, disable=options.quiet, transient=True) as prog:
         tasks: dict[str, Any] = {}
 
         def on_progress(name: str, done: int, total: int | None) -> None:
@@ -111,17 +110,17 @@ def fetch_cmd(
                   f"{counts['present']} already present (checksums verified) → {plan.folder}")
 
 
-@data_app.command("ceiling")
+@app.command("ceiling")
 def ceiling_cmd(
     dataset: Annotated[str, typer.Argument(help="Registry entry of the dataset.")],
     subject: Annotated[str | None, typer.Option("--subject", "-s", help="One subject (job unit); default all.")] = None,
 ) -> None:
     """Noise ceilings per ROI: RDMs (lower/upper, squared Spearman) or voxels (median r-scale ceiling and its square)."""
-    from harness.ceilings import noise_ceiling_rdm
     from harness.contracts import RDMTargets
-    from harness.scoring import upper
+    from harness.kit.ceilings import noise_ceiling_rdm
+    from harness.kit.scoring import upper
 
-    f = _factory()
+    f = open_factory()
     ds = f.dataset(dataset)
     reason = ds.unavailable_reason()
     if reason:

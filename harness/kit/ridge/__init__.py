@@ -4,7 +4,7 @@
 * :func:`ridge_loo_alphas` – just the per-target LOO alpha selection.
 * :func:`get_backend` – the array-backend switch used by both.
 
-See :mod:`harness.ridge.solvers` for the maths and why it is fast.
+See :mod:`harness.kit.ridge.solvers` for the maths and why it is fast.
 """
 
 from .backend import get_backend

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from harness.errors import DataError
-from harness.scoring import spearman_many
+from harness.kit.scoring import spearman_many
 
 #: ``compare(vector, rows)``: correlation of one condensed RDM with each row of a ``S×P`` stack
 RDMCompare = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -1,6 +1,6 @@
 """A tiny array-backend switch for the ridge solvers (himalaya-style).
 
-Why this exists: the ridge maths in :mod:`harness.ridge.solvers` is a handful of
+Why this exists: the ridge maths in :mod:`harness.kit.ridge.solvers` is a handful of
 dense linear-algebra operations (one SVD/eigendecomposition, a few large
 matrix products, some element-wise arithmetic).  Writing it once against a
 small namespace of operations lets the same code run on NumPy (whose OpenBLAS

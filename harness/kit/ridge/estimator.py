@@ -1,4 +1,4 @@
-"""scikit-learn-style estimator around :func:`harness.ridge.solvers.solve_ridge_cv`.
+"""scikit-learn-style estimator around :func:`harness.kit.ridge.solvers.solve_ridge_cv`.
 
 Why a separate layer: the solver trusts its inputs so that it can stay a thin
 sequence of matrix products; the estimator is where user input is checked

@@ -1,107 +1,28 @@
-"""Labelled image tasks for fine-tuning: the contract, the ``harness_tasks`` catalog and the ImageFolder task.
+"""Labelled image tasks for fine-tuning: the ``harness_tasks`` catalog, the ImageFolder task and the split.
 
-A task is not a brain dataset: it has class labels instead of voxels or RDMs and
-never enters the backbone × head × dataset plan, so it gets its own small contract
-and hook rather than a new target kind that every head would have to refuse.
+The task contract itself (:class:`harness.contracts.Task`, :class:`harness.specs.TaskSpec`)
+is in the core so any plugin can provide tasks through the ``harness_tasks`` hook.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from harness.contracts import Stimuli
-from harness.errors import DataError, HarnessError, PluginMissingError
-from harness.specs import PluginArgs
+from harness.contracts import LabelledImages, Stimuli, Task
+from harness.errors import DataError, HarnessError
+from harness.specs import PluginArgs, TaskSpec
 
 if TYPE_CHECKING:
     import pluggy
 
     from harness.settings import Settings
 
-_ID = re.compile(r"^[a-z][a-z0-9_\-]*$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-class TaskSpec(BaseModel):
-    """What a task is; ``id`` is what ``--task`` names and what derived backbones record."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    id: str
-    version: str
-    summary: str
-    args: type[PluginArgs] = PluginArgs
-    #: "semantic", "low-level" …: shown by ``harness finetune --list``
-    level: str = ""
-    requires: tuple[str, ...] = ()
-    extra: str | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError(f"task id {v!r} must match {_ID.pattern}")
-        return v
-
-
-@dataclass(frozen=True)
-class LabelledImages:
-    """Images with one integer class label each (``0 … len(classes) - 1``)."""
-
-    stimuli: Stimuli
-    labels: np.ndarray
-    classes: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        y = np.asarray(self.labels)
-        if y.ndim != 1 or len(y) != len(self.stimuli):
-            raise DataError(f"task labels: {y.shape} labels for {len(self.stimuli)} images")
-        if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
-            raise DataError(f"task labels must lie in 0…{len(self.classes) - 1}, got {int(y.min())}…{int(y.max())}")
-        if len(self.classes) < 2:
-            raise DataError(f"a classification task needs at least 2 classes, got {list(self.classes)}")
-
-    @property
-    def digest(self) -> str:
-        """Images, labels and class names: any change is a different task for the derived-backbone key."""
-        h = hashlib.sha256(self.stimuli.digest.encode())
-        h.update(np.asarray(self.labels, np.int64).tobytes())
-        h.update("\x00".join(self.classes).encode())
-        return h.hexdigest()
-
-    def counts(self) -> dict[str, int]:
-        return {c: int((np.asarray(self.labels) == i).sum()) for i, c in enumerate(self.classes)}
-
-
-class Task(ABC):
-    """A labelled image set; instantiated as ``Task(args, settings)`` like the other plugins."""
-
-    spec: ClassVar[TaskSpec]
-
-    def __init__(self, args: PluginArgs, settings: Settings) -> None:
-        self.args = args
-        self.settings = settings
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    def unavailable_reason(self) -> str | None:
-        """A cheap check: why this task cannot be loaded here (e.g. its data is absent), or None."""
-        return None
-
-    @abstractmethod
-    def load(self) -> LabelledImages:
-        ...
 
 
 # ----------------------------------------------------------------------------- ImageFolder
@@ -184,8 +105,6 @@ def parse_task_args(pairs: Sequence[str]) -> dict[str, Any]:
 
 def make_task(name: str, pm: pluggy.PluginManager, settings: Settings, args: dict[str, Any] | None = None) -> Task:
     """``name`` is a task id from ``harness_tasks`` or a folder in ImageFolder layout."""
-    import importlib.util
-
     classes = task_classes(pm)
     args = dict(args or {})
     if name in classes:
@@ -195,17 +114,8 @@ def make_task(name: str, pm: pluggy.PluginManager, settings: Settings, args: dic
     else:
         known = ", ".join(sorted(k for k in classes if k != ImageFolderTask.spec.id))
         raise HarnessError(f"unknown task {name!r}: not a registered task ({known or 'none'}) nor an ImageFolder directory")
-    missing = [m for m in cls.spec.requires if importlib.util.find_spec(m) is None]
-    if missing:
-        hint = f"pip install 'harness[{cls.spec.extra}]'" if cls.spec.extra else f"pip install {' '.join(missing)}"
-        raise PluginMissingError(f"task {cls.spec.id!r} needs {', '.join(missing)}: {hint}")
-    try:
-        parsed = cls.spec.args(**args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "args"
-        msg = "unknown argument (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
-        raise HarnessError(f"task {cls.spec.id!r}: args.{field}: {msg}") from None
+    cls.spec.check_requirements(f"task {cls.spec.id!r}")
+    parsed = cls.spec.parse_args(args, f"task {cls.spec.id!r}")
     return cls(parsed, settings)
 
 

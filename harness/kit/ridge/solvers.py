@@ -1,6 +1,6 @@
 """Closed-form ridge regression with one regularisation strength per target.
 
-This module holds the maths only; :mod:`harness.ridge.estimator` wraps it in
+This module holds the maths only; :mod:`harness.kit.ridge.estimator` wraps it in
 a scikit-learn-style estimator.
 
 Why it is fast
@@ -497,7 +497,7 @@ def solve_ridge_cv(
         unpenalised intercept.
     scoring : ``"mse"`` (minimised) or ``"r2"`` (maximised; K-fold only).
         K-fold scores are averaged over folds, like himalaya / GridSearchCV.
-    backend, dtype : see :func:`harness.ridge.backend.get_backend`; ``dtype`` is
+    backend, dtype : see :func:`harness.kit.ridge.backend.get_backend`; ``dtype`` is
         the working precision of the large products.
     n_targets_batch : targets per chunk (``None``: all at once).
     refit : also return coefficients refit on all samples with each target's alpha.

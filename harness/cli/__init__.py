@@ -1,0 +1,78 @@
+"""The ``harness`` command line: one module per command group, plus the groups plugins add.
+
+Core groups: :mod:`.listing` (list), :mod:`.run` (plan, run), :mod:`.results`
+(leaderboard, sql), :mod:`.cache`, :mod:`.data`, :mod:`.weights`. Installed plugins add
+theirs through the ``harness_cli`` hook (e.g. ``harness finetune``). Shared state —
+global options, consoles, settings, the factory — is in :mod:`.context`.
+
+Every user error prints one line and exits with a meaningful code:
+0 ok, 1 some jobs failed, 2 bad input/config, 3 database problem, 4 database busy, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from harness.cli import cache, data, listing, results, run, weights
+from harness.cli.context import err_console, options
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.plugins import Catalog
+
+
+def _global(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and final results.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (tracebacks of failed jobs).")] = False,
+    home: Annotated[Path | None, typer.Option(help="Cache/derived-weights folder [env HARNESS_HOME].")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Brain data root [env HARNESS_DATA_ROOT].")] = None,
+    db: Annotated[Path | None, typer.Option(help="Leaderboard database file [env HARNESS_DB].")] = None,
+    registry: Annotated[Path | None, typer.Option(help="registry.yaml to use [env HARNESS_REGISTRY].")] = None,
+) -> None:
+    options.quiet, options.verbose = quiet, verbose
+    options.home, options.data_root, options.db, options.registry = home, data_root, db, registry
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def build_app(catalog: Catalog | None = None) -> typer.Typer:
+    """The root app: global options, the core's command groups, then each installed plugin's (``harness_cli``).
+
+    A plugin whose hook fails is reported on stderr and left out; the other commands still work.
+    """
+    from harness.plugins import default_catalog
+
+    app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
+                      pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(_global)
+    for group in (listing.app, run.app, results.app):  # top-level commands
+        app.add_typer(group)
+    app.add_typer(cache.app, name="cache")
+    app.add_typer(data.app, name="data")
+    app.add_typer(weights.app, name="weights")
+    pm = (catalog or default_catalog()).manager
+    for impl in pm.hook.harness_cli.get_hookimpls():
+        try:
+            impl.function(*[{"app": app}[a] for a in impl.argnames])
+        except Exception as exc:  # one broken plugin must not take the command line down
+            err_console.print(f"plugin {pm.get_name(impl.plugin)!r}: harness_cli failed: {type(exc).__name__}: {exc}",
+                              highlight=False, markup=False)
+    return app
+
+
+app = build_app()
+
+
+def main() -> None:
+    try:
+        app()
+    except HarnessError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished jobs are saved; rerun to resume")
+        sys.exit(130)

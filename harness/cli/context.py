@@ -1,0 +1,83 @@
+"""What every command shares: the global options, the consoles, settings and a ready factory.
+
+The root callback (:mod:`harness.cli`) stores the global options here once per
+invocation; commands — the core's and those plugins add through the ``harness_cli``
+hook — read them through :func:`settings` and :func:`open_factory` rather than the
+environment, so ``--home`` or ``--db`` reach every hook as a :class:`~harness.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.factory import Factory
+    from harness.settings import Settings
+    from harness.store import Store
+
+console = Console(width=max(160, Console().width))
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Options:
+    """The global options of one invocation (``harness --quiet --home … COMMAND``)."""
+
+    quiet: bool = False
+    verbose: bool = False
+    home: Path | None = None
+    data_root: Path | None = None
+    db: Path | None = None
+    registry: Path | None = None
+
+
+options = Options()
+
+
+def settings() -> Settings:
+    """Flags beat environment, which beats the config file (:func:`harness.settings.load_settings`)."""
+    from harness.settings import load_settings
+
+    o = options
+    return load_settings().with_overrides(home=o.home, data_root=o.data_root, db=o.db, registry=o.registry)
+
+
+def open_factory(**kw: Any) -> Factory:
+    """:meth:`Factory.open` on this invocation's settings (keyword arguments pass through)."""
+    from harness.factory import Factory
+
+    return Factory.open(settings(), **kw)
+
+
+def store() -> Store:
+    """This invocation's leaderboard database, with the tables and views installed plugins add."""
+    from harness.plugins import default_catalog
+    from harness.store import Store
+
+    return Store(settings().db, extra_sql=default_catalog().sql_folders())
+
+
+def split(values: list[str] | None) -> list[str] | None:
+    """Repeated and comma-separated option values as one list (``-b a,b -b c``); None when none given."""
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+def show(df: pd.DataFrame, title: str, limit: int = 200) -> None:
+    """A DataFrame as a table on stdout, floats to four significant digits."""
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.head(limit).itertuples(index=False):
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(t)
+    if len(df) > limit:
+        console.print(f"… {len(df) - limit} more rows (use `harness sql` to export)")
