@@ -68,25 +68,54 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def compare(a_path: Path, b_path: Path, show: int = 10) -> int:
-    a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
-    bad = 0
+def _by_job(snap: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, list]]]:
+    """job label (backbone × head × dataset/subject) → job id, and table → label → rows without the job id."""
+    ids = {f"{r[1]} × {r[2]} × {r[3]}/{r[4]}": r[0] for r in snap["jobs"]}
+    label = {v: k for k, v in ids.items()}
+    rows: dict[str, dict[str, list]] = {}
     for table in TABLES:
-        ra, rb = a[table], b[table]
-        diffs = [(x, y) for x, y in zip(ra, rb, strict=False) if not all(_same(u, v) for u, v in zip(x, y, strict=True))]
-        if len(ra) != len(rb):
-            print(f"{table}: {len(ra)} rows vs {len(rb)} rows")
-            bad += 1
-        if diffs:
-            bad += 1
-            print(f"{table}: {len(diffs)} differing rows, e.g.")
-            for x, y in diffs[:show]:
-                print("  before", x, "\n  after ", y)
-        if len(ra) == len(rb) and not diffs:
-            print(f"{table}: {len(ra)} rows identical")
-    failed = [r for r in a["jobs"] if r[5] != "done"] + [r for r in b["jobs"] if r[5] != "done"]
-    for r in failed:
-        print("not done:", r[1:7])
+        per: dict[str, list] = {}
+        for r in snap[table]:
+            per.setdefault(label.get(r[0], r[0]), []).append(r[1:])
+        rows[table] = per
+    return ids, rows
+
+
+def compare(a_path: Path, b_path: Path, show: int = 5) -> int:
+    """Jobs are matched by label, so a changed job id (a plugin version bump) is reported apart from its numbers."""
+    a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
+    ids_a, rows_a = _by_job(a)
+    ids_b, rows_b = _by_job(b)
+    bad = 0
+    if set(ids_a) != set(ids_b):
+        bad += 1
+        print(f"jobs only before: {sorted(set(ids_a) - set(ids_b))}\njobs only after: {sorted(set(ids_b) - set(ids_a))}")
+    moved = sorted(k for k in set(ids_a) & set(ids_b) if ids_a[k] != ids_b[k])
+    print(f"jobs: {len(ids_a)} before, {len(ids_b)} after, {len(moved)} with a different job id")
+    for k in moved:
+        print(f"  job id changed: {k}: {ids_a[k]} → {ids_b[k]}")
+    bad += bool(moved)
+    for table in TABLES:
+        differing = []
+        for job in sorted(set(rows_a[table]) | set(rows_b[table])):
+            ra, rb = rows_a[table].get(job, []), rows_b[table].get(job, [])
+            same = len(ra) == len(rb) and all(len(x) == len(y) and all(_same(u, v) for u, v in zip(x, y, strict=True))
+                                              for x, y in zip(ra, rb, strict=True))
+            if not same:
+                differing.append((job, ra, rb))
+        n = sum(len(v) for v in rows_a[table].values())
+        if not differing:
+            print(f"{table}: {n} rows identical")
+            continue
+        bad += 1
+        print(f"{table}: rows differ for {len(differing)} job(s):")
+        for job, ra, rb in differing[:show]:
+            print(f"  {job}: {len(ra)} rows before, {len(rb)} after")
+            for x, y in [(x, y) for x, y in zip(ra, rb, strict=False) if x != y][:2]:
+                print(f"    before {x}\n    after  {y}")
+    not_done = [r[1:7] for snap in (a, b) for r in snap["jobs"] if r[5] != "done"]
+    for r in not_done:
+        print("not done:", r)
     print("IDENTICAL" if not bad else "DIFFERENT")
     return 1 if bad else 0
 

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from harness.cli import cache, data, listing, results, run, weights
 from harness.cli.context import err_console, options
@@ -39,28 +41,61 @@ def _global(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def build_app(catalog: Catalog | None = None) -> typer.Typer:
-    """The root app: global options, the core's command groups, then each installed plugin's (``harness_cli``).
+def plugin_commands(catalog: Catalog | None = None) -> click.Group:
+    """The commands installed plugins add (``harness_cli`` hook), as one click group.
 
     A plugin whose hook fails is reported on stderr and left out; the other commands still work.
     """
     from harness.plugins import default_catalog
 
+    ext = typer.Typer()
+    pm = (catalog or default_catalog()).manager
+    for impl in pm.hook.harness_cli.get_hookimpls():
+        try:
+            impl.function(*[{"app": ext}[a] for a in impl.argnames])
+        except Exception as exc:  # one broken plugin must not take the command line down
+            err_console.print(f"plugin {pm.get_name(impl.plugin)!r}: harness_cli failed: {type(exc).__name__}: {exc}",
+                              highlight=False, markup=False)
+    if not ext.registered_commands and not ext.registered_groups:
+        return click.Group()
+    return typer.main.get_group(ext)
+
+
+def build_app(catalog: Catalog | None = None) -> typer.Typer:
+    """The root app: global options, the core's command groups, then each installed plugin's (``harness_cli``).
+
+    Plugins are loaded only when a command is not the core's (or for ``--help``): ``harness sql`` and
+    ``harness leaderboard`` start without importing every plugin and its libraries.
+    """
+
+    class Root(TyperGroup):
+        plugins_added = False
+
+        def _add_plugins(self) -> None:
+            if not self.plugins_added:
+                self.plugins_added = True
+                for name, cmd in plugin_commands(catalog).commands.items():
+                    self.commands.setdefault(name, cmd)
+
+        def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+            cmd = super().get_command(ctx, cmd_name)
+            if cmd is None:
+                self._add_plugins()
+                cmd = super().get_command(ctx, cmd_name)
+            return cmd
+
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            self._add_plugins()
+            return super().list_commands(ctx)
+
     app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
-                      pretty_exceptions_enable=False, add_completion=False)
+                      pretty_exceptions_enable=False, add_completion=False, cls=Root)
     app.callback()(_global)
     for group in (listing.app, run.app, results.app):  # top-level commands
         app.add_typer(group)
     app.add_typer(cache.app, name="cache")
     app.add_typer(data.app, name="data")
     app.add_typer(weights.app, name="weights")
-    pm = (catalog or default_catalog()).manager
-    for impl in pm.hook.harness_cli.get_hookimpls():
-        try:
-            impl.function(*[{"app": app}[a] for a in impl.argnames])
-        except Exception as exc:  # one broken plugin must not take the command line down
-            err_console.print(f"plugin {pm.get_name(impl.plugin)!r}: harness_cli failed: {type(exc).__name__}: {exc}",
-                              highlight=False, markup=False)
     return app
 
 

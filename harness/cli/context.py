@@ -57,11 +57,11 @@ def open_factory(**kw: Any) -> Factory:
 
 
 def store() -> Store:
-    """This invocation's leaderboard database, with the tables and views installed plugins add."""
-    from harness.plugins import default_catalog
+    """This invocation's leaderboard database, for reading (a run's ``Factory.store()`` adds plugins' SQL when
+    it migrates; reading needs no plugin loaded)."""
     from harness.store import Store
 
-    return Store(settings().db, extra_sql=default_catalog().sql_folders())
+    return Store(settings().db)
 
 
 def split(values: list[str] | None) -> list[str] | None:

@@ -26,10 +26,8 @@ def leaderboard(
     wide: Annotated[bool, typer.Option("--wide", help="Every column of the view (default: the essential ones).")] = False,
 ) -> None:
     """Print a ranked leaderboard (works while a run is writing)."""
-    from harness.store import view_sql
-
     db = store()
-    views = view_sql(db.extra_sql)
+    views = set(db.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").view_name)
     if view not in views:
         raise HarnessError(f"unknown view {view!r}; known: {', '.join(sorted(views))}")
     where, params = [], []
