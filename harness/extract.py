@@ -148,21 +148,8 @@ def ensure_tokens(
             if progress:
                 progress(start + len(batch), len(stimuli))
     store = cache.get(key)
-    assert store is not None
+    if store is None:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"token cache {cache.root}: entry {key[:12]} missing right after it was written")
     return store
-
-
-def layer_features(store: TokenStore, layer: str, kind: str = "local", idx: np.ndarray | None = None) -> np.ndarray:
-    """Flattened float32 features of one layer (``local`` map, ``global`` token, or both)."""
-    parts = []
-    if kind in ("local", "local+global"):
-        a = store.local(layer)
-        a = a[idx] if idx is not None else a
-        parts.append(np.asarray(a, dtype=np.float32).reshape(len(a), -1))
-    if kind in ("global", "local+global"):
-        g = store.global_(layer)
-        g = g[idx] if idx is not None else g
-        parts.append(np.asarray(g, dtype=np.float32))
-    if not parts:
-        raise ValueError(f"features kind must be local, global or local+global, not {kind!r}")
-    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from harness.contracts import Backbone, BuildContext, Dataset, Plugin, Stimuli
-from harness.errors import HarnessError
+from harness.errors import RegistryError
 from harness.plugins import Catalog, default_catalog
 from harness.registry import Registry, load_registry, validate_args
 from harness.settings import Settings
@@ -17,6 +17,8 @@ from harness.specs import RegistryEntry
 if TYPE_CHECKING:
     from harness.cache import TokenStore
     from harness.store import Store
+
+P = TypeVar("P", bound=Plugin)
 
 #: the zoo shipped with a checkout, used when neither settings nor the working directory name one
 BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
@@ -50,6 +52,7 @@ class Factory:
     #: called as ``progress(label, done, total)`` during extraction
     progress: Callable[[str, int, int], None] | None = None
     _backbones: dict[str, Backbone] = field(default_factory=dict)
+    _datasets: dict[str, Dataset] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings, *, catalog: Catalog | None = None, registry: Path | None = None,
@@ -84,23 +87,31 @@ class Factory:
                            stimuli_for=self.stimuli_of, plugin_class=self.catalog.get)
         return cls(args, ctx)
 
+    def build_as(self, entry: RegistryEntry, kind: type[P]) -> P:
+        """:meth:`build`, checking the plugin is of the contract the caller needs (one line if not)."""
+        obj = self.build(entry)
+        if not isinstance(obj, kind):
+            raise RegistryError(f"{entry.source}: {entry.kind} entry {entry.name!r}: plugin {entry.plugin!r} "
+                                f"({type(obj).__qualname__}) is not a {kind.__name__}")
+        return obj
+
     def backbone(self, name: str) -> Backbone:
-        """Backbones are cached per factory: datasets that generate from a net and the runner share it."""
+        """Backbones are cached per factory: the planner, datasets that generate from a net and the runner share one."""
         if name not in self._backbones:
-            bb = self.build(self.registry.get(name, "backbone"))
-            if not isinstance(bb, Backbone):
-                raise HarnessError(f"backbone entry {name!r}: plugin {bb.spec.id!r} is not a Backbone")
-            self._backbones[name] = bb
+            self._backbones[name] = self.build_as(self.registry.get(name, "backbone"), Backbone)
         return self._backbones[name]
 
     def release(self, name: str) -> None:
         self._backbones.pop(name, None)
 
     def dataset(self, name: str) -> Dataset:
-        ds = self.build(self.registry.get(name, "dataset"))
-        if not isinstance(ds, Dataset):
-            raise HarnessError(f"dataset entry {name!r}: plugin {ds.spec.id!r} is not a Dataset")
-        return ds
+        """Datasets are cached per factory too: the planner hashes the stimuli once and the runner reuses them."""
+        if name not in self._datasets:
+            self._datasets[name] = self.build_as(self.registry.get(name, "dataset"), Dataset)
+        return self._datasets[name]
+
+    def release_dataset(self, name: str) -> None:
+        self._datasets.pop(name, None)
 
     def stimuli_of(self, dataset_name: str) -> Stimuli:
         """Another registry dataset's stimuli (a synthetic brain may be generated on real images)."""

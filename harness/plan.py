@@ -66,11 +66,13 @@ def _select(entries: list[RegistryEntry], names: list[str] | None, kind: str, ev
     return [by[n] for n in names]
 
 
-def unavailable(factory: Factory, entry: RegistryEntry, kind: type) -> str | None:
-    """Why an entry cannot run here (weights or data missing, bad arguments), or None when it can."""
+def unavailable(factory: Factory, entry: RegistryEntry, kind: type[Backbone] | type[Dataset]) -> str | None:
+    """Why an entry cannot run here (weights or data missing, bad arguments), or None when it can.
+
+    Backbones and datasets come from the factory's per-name cache, so planning builds each once
+    and the runner reuses the same instances (and their hashed stimuli)."""
     try:
-        obj = factory.build(entry)
-        assert isinstance(obj, kind)
+        obj = factory.backbone(entry.name) if kind is Backbone else factory.dataset(entry.name)
         return obj.unavailable_reason()
     except HarnessError as exc:
         return str(exc)
@@ -104,17 +106,19 @@ def make_plan(
                                                      factory.device)
 
     for d in dss:
+        n_jobs = len(plan.jobs)
         reason = unavailable(factory, d, Dataset)
         if reason:
             plan.skipped.append(Skip(f"dataset {d.name}", reason))
+            factory.release_dataset(d.name)
             continue
-        ds = factory.build(d)
-        assert isinstance(ds, Dataset)
+        ds = factory.dataset(d.name)
         try:
             subjects = ds.subjects()
             digest = ds.digest()
         except HarnessError as exc:
             plan.skipped.append(Skip(f"dataset {d.name}", str(exc)))
+            factory.release_dataset(d.name)
             continue
         kind = ds.target_kind
         for h in hds:
@@ -140,6 +144,8 @@ def make_plan(
                         "extraction": extraction,
                     }
                     plan.jobs.append(Job(b, h, d, subj, job_metrics, job_hash(config), config))
+        if len(plan.jobs) == n_jobs:  # kept for the runner only when it will use it
+            factory.release_dataset(d.name)
     return plan
 
 

@@ -93,13 +93,16 @@ class Runner:
             status = "failed"
             try:
                 self._record_entries(plan)
-                groups = itertools.groupby(plan.jobs, key=lambda j: (j.dataset.name, j.backbone.name))
-                for (ds_name, bb_name), jobs_iter in groups:
-                    jobs = list(jobs_iter)
+                groups = [(key, list(jobs)) for key, jobs in
+                          itertools.groupby(plan.jobs, key=lambda j: (j.dataset.name, j.backbone.name))]
+                last_of = {ds_name: i for i, ((ds_name, _), _) in enumerate(groups)}
+                for i, ((ds_name, bb_name), jobs) in enumerate(groups):
                     todo = [j for j in jobs if j.job_id not in finished]
                     summary.cached += len(jobs) - len(todo)
                     if todo:
                         self._run_group(ds_name, bb_name, todo, summary)
+                    if last_of[ds_name] == i:  # the planner's instance served every group of this dataset
+                        self.factory.release_dataset(ds_name)
                 status = "done"
             except KeyboardInterrupt:
                 status = "interrupted"
@@ -121,7 +124,7 @@ class Runner:
     def _run_group(self, ds_name: str, bb_name: str, jobs: list[Job], summary: RunSummary) -> None:
         """One dataset × backbone: tokens are extracted once and shared by every head and subject."""
         f = self.factory
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), _now()
         try:
             dataset = f.dataset(ds_name)
             stimuli = dataset.stimuli()
@@ -133,7 +136,7 @@ class Runner:
         except Exception as exc:
             err = _one_line(exc)
             for j in jobs:
-                self._write_failed(j, summary, err, time.perf_counter() - t0)
+                self._write_failed(j, summary, err, time.perf_counter() - t0, started)
             return
         for j in jobs:
             self._run_job(j, dataset, stimuli, backbone, tokens, summary)
@@ -147,8 +150,7 @@ class Runner:
         try:
             targets = dataset.targets(job.subject)
             targets.validate(len(stimuli), f"dataset {job.dataset.name} subject {job.subject}")
-            head = f.build(job.head)
-            assert isinstance(head, Head)
+            head = f.build_as(job.head, Head)
             live = LIVE_BACKBONE in head.spec.consumes
             report = f.progress
 
@@ -162,8 +164,7 @@ class Runner:
             )
             scores: list[Score] = []
             for m in job.metrics:
-                metric = f.build(m)
-                assert isinstance(metric, Metric)
+                metric = f.build_as(m, Metric)
                 for s in metric.score(out, targets, MetricContext(dataset=job.dataset.name, subject=job.subject, seed=f.seed)):
                     s.metric = m.name if s.metric == metric.spec.id else f"{m.name}.{s.metric}" if s.metric else m.name
                     scores.append(s)
@@ -171,7 +172,7 @@ class Runner:
             raise
         except Exception as exc:
             log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
-            self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0)
+            self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0, started)
             return
         n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
         row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
@@ -194,8 +195,9 @@ class Runner:
                 "tokens_key": getattr(tokens, "key", None), "n_excluded": n_excluded, "started_at": started,
                 "finished_at": _now()}
 
-    def _write_failed(self, job: Job, summary: RunSummary, err: str, wall: float) -> None:
-        self.store.write_job(self._job_row(job, "failed", err, wall, _now(), None, None), [], [])
+    def _write_failed(self, job: Job, summary: RunSummary, err: str, wall: float, started: dt.datetime) -> None:
+        """``started``: when the job (or its group's setup, if that failed) began, so wall time and times agree."""
+        self.store.write_job(self._job_row(job, "failed", err, wall, started, None, None), [], [])
         summary.failed.append((job.label, err))
         self.progress(job.label, 1, 1)
 

@@ -145,12 +145,6 @@ def test_rdm_ceiling_matches_rsatoolbox_boot_noise_ceiling() -> None:
     assert lo == pytest.approx(ref_lo, abs=1e-10) and up == pytest.approx(ref_up, abs=1e-10)
 
 
-def test_noise_ceiling_rdm_is_reexported_by_the_metrics_plugin() -> None:
-    from harness_metrics import plugin
-
-    assert plugin.noise_ceiling_rdm is noise_ceiling_rdm
-
-
 @pytest.mark.shared
 def test_split_half_on_real_cowley_v4_repeats(shared_data) -> None:
     """PROVENANCE.md of cowley_v4 reports split-half (Spearman–Brown) reliability median 0.76 for session 210325."""

@@ -82,6 +82,25 @@ def test_failed_job_is_recorded_and_retried(setup, tmp_path: Path) -> None:
     assert rows(store, "SELECT count(*) FROM jobs WHERE status = 'failed'")[0][0] == 1  # old config's record kept
 
 
+def test_failed_job_times_span_the_attempt(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed job's started_at is when it started, not when its failure was written."""
+    import time
+
+    f, store = setup
+    plan = make_plan(f, heads=["rsa"])
+    ds = f.dataset("algo")  # the planner's instance, reused by the runner
+
+    def slow_failure(subject: str):
+        time.sleep(0.3)
+        raise DataError("planted failure")
+
+    monkeypatch.setattr(ds, "targets", slow_failure)
+    summary = Runner(f, store).run(plan)
+    assert len(summary.failed) == 1 and "planted failure" in summary.failed[0][1]
+    (started, finished, wall), = rows(store, "SELECT started_at, finished_at, wall_s FROM jobs WHERE status = 'failed'")
+    assert wall >= 0.3 and (finished - started).total_seconds() >= 0.29
+
+
 def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:
     f, store = setup
     seen = []

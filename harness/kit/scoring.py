@@ -37,10 +37,6 @@ def upper(rdm: np.ndarray) -> np.ndarray:
     return rdm[..., iu[0], iu[1]]
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(stats.spearmanr(a, b).statistic)
-
-
 def rank_rows(x: np.ndarray) -> np.ndarray:
     """Average ranks along the last axis (ties averaged, as Spearman needs)."""
     return stats.rankdata(x, axis=-1)

@@ -123,6 +123,15 @@ class RoiFits:
         return np.mean(self.losses, axis=0).tolist() if self.losses and self.losses[0] else []
 
 
+@dataclass
+class _Call:
+    """State of one ``fit_predict`` call (kept off the head, which the runner may reuse)."""
+
+    total: int  #: fits in this call, for progress
+    done: int = 0
+    untrained: Fitted | None = None  #: the one model of an ``epochs: 0`` run
+
+
 class StageAggregationHead(Head):
     spec = PluginSpec(
         id="stage_aggregation",
@@ -134,9 +143,6 @@ class StageAggregationHead(Head):
         produces=frozenset({MODEL_RDMS, LAYER_WEIGHTS}),
     )
     args: AggregationArgs
-    _untrained: Fitted | None = None  #: the one model of an ``epochs: 0`` run
-    _total: int = 0  #: fits in this call, for progress
-    _done: int = 0
 
     def _stages(self, layers: tuple[str, ...]) -> list[str]:
         if self.args.stages is None:
@@ -186,7 +192,7 @@ class StageAggregationHead(Head):
         folds = subject_folds(n_sub, a.folds, data.seed)
         rois = list(t.rdms)
         plan = [(roi, [np.arange(n_sub)] if roi in a.train_roi else folds) for roi in rois]
-        self._total, self._done, self._untrained = sum(len(f) for _, f in plan) * a.n_seeds, 0, None
+        call = _Call(total=sum(len(f) for _, f in plan) * a.n_seeds)
         weights = np.zeros((len(rois), len(layers)))
         model_rdms: dict[str, np.ndarray] = {}
         sels: list[dict[str, Any]] = []
@@ -196,7 +202,7 @@ class StageAggregationHead(Head):
                                 sorted(r for r in t.rdms if a.train_roi.get(r, r) in t.time_rdms),
                                 "train_loss": {}, "stage_scalars": {}}
         for ri, (roi, roi_folds) in enumerate(plan):
-            fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)
+            fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data, call)
             model_rdms[roi] = fits.rdms
             summary = fits.summary(self.args, jackknife=roi not in a.train_roi, seed=data.seed)
             for si, stage in enumerate(stages):
@@ -225,7 +231,7 @@ class StageAggregationHead(Head):
                           selections=sels, info=info)
 
     def _fit_roi(self, source: FeatureSource, t: RDMTargets, roi: str, folds: list[np.ndarray], ri: int,
-                 n_stages: int, device: str, data: HeadInput) -> RoiFits:
+                 n_stages: int, device: str, data: HeadInput, call: _Call) -> RoiFits:
         """Every fold × seed of one ROI; held-out subjects get the fold's seed-averaged model RDM."""
         a, n_sub, n_stim = self.args, len(t.subject_ids), len(data.stimuli)
         src = a.train_roi.get(roi, roi)
@@ -239,7 +245,7 @@ class StageAggregationHead(Head):
             train_subj = np.setdiff1d(np.arange(n_sub), held) if src == roi else np.arange(n_sub)
             for r in range(a.n_seeds):
                 fitted = self._fit_one(source, train_rdms[train_subj], train_idx, (data.seed, ri, fi, r), device, data,
-                                       None if timed is None else timed[train_subj])
+                                       call, None if timed is None else timed[train_subj])
                 assert fitted.embedding is not None
                 emb = fitted.embedding[pred_idx]
                 fits.rdms[held] += rdm_from_features(emb) / a.n_seeds
@@ -250,16 +256,16 @@ class StageAggregationHead(Head):
         return fits
 
     def _fit_one(self, source: FeatureSource, rdms: np.ndarray, images: np.ndarray, key: tuple[int, ...],
-                 device: str, data: HeadInput, time_rdms: np.ndarray | None = None) -> Fitted:
+                 device: str, data: HeadInput, call: _Call, time_rdms: np.ndarray | None = None) -> Fitted:
         """One training; with ``epochs: 0`` nothing is learned, so one untrained model serves every fold and ROI."""
         if self.args.epochs == 0:
-            if self._untrained is None:
-                self._untrained = fit(source, rdms, self._config(), key[0], device, images)
-            fitted = self._untrained
+            if call.untrained is None:
+                call.untrained = fit(source, rdms, self._config(), key[0], device, images)
+            fitted = call.untrained
         else:
             seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
             fitted = fit(source, rdms, self._config(), seed, device, images, time_rdms)
-        self._done += 1
+        call.done += 1
         if data.progress:
-            data.progress(f"aggregation fit {self._done}/{self._total}", 0.3 + 0.7 * self._done / self._total)
+            data.progress(f"aggregation fit {call.done}/{call.total}", 0.3 + 0.7 * call.done / call.total)
         return fitted

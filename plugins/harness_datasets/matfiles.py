@@ -60,18 +60,6 @@ def read_mat_arrays(path: Path, keys: tuple[str, ...], what: str = "MATLAB file"
     return out
 
 
-def mat_keys(path: Path) -> list[str]:
-    _require(path, "MATLAB file")
-    if is_hdf5(path):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return sorted(f.keys())
-    from scipy.io import whosmat
-
-    return sorted(name for name, _, _ in whosmat(str(path)))
-
-
 def _h5_string(f, ds) -> str:
     a = np.asarray(ds)
     if a.dtype.kind in "SU":

@@ -32,8 +32,7 @@ def finetune_backbone(factory: Factory, backbone: str, task: Task, cfg: Finetune
     reason = task.unavailable_reason()
     if reason:
         raise HarnessError(f"task {task.id!r}: {reason}")
-    bb = factory.build(entry)  # a private instance: training changes its weights in place
-    assert isinstance(bb, Backbone)
+    bb = factory.build_as(entry, Backbone)  # a private instance: training changes its weights in place
     reason = bb.unavailable_reason()
     if reason:
         raise HarnessError(reason)
@@ -47,7 +46,8 @@ def finetune_backbone(factory: Factory, backbone: str, task: Task, cfg: Finetune
         return FinetuneReport(existing, reused=True)
     out = finetune(bb, data, cfg, device=device, progress=progress)
     net = bb.module()
-    assert net is not None
+    if net is None:
+        raise HarnessError(f"backbone {backbone!r} ({entry.plugin}) has no torch module to fine-tune")
     digest = state_dict_digest(net)
     spec = factory.catalog.get("backbone", entry.plugin).spec
     manifest = {

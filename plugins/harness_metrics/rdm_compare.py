@@ -10,7 +10,6 @@ replicate costs O(S·P) and no sort.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -174,8 +173,3 @@ def compare_rows(method: str, a: np.ndarray, b: np.ndarray, w: np.ndarray | None
     a2, b2 = np.atleast_2d(a), np.atleast_2d(b)
     a2, b2 = np.broadcast_arrays(a2, b2)
     return c.rows(c.prepare(a2), c.prepare(b2), w)
-
-
-def compare_one_to_rows(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``compare(vector, rows)`` in the shape :func:`harness.kit.ceilings.rdm_noise_ceiling` takes."""
-    return lambda v, rows: compare_rows(method, v, rows)

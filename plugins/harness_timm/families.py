@@ -99,8 +99,3 @@ def family_module(model: str) -> str | None:
     if not is_model(arch):
         return None
     return model_entrypoint(arch).__module__
-
-
-def family_of(model: str) -> Family | None:
-    mod = family_module(model)
-    return FAMILIES.get(mod) if mod else None
