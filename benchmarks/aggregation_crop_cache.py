@@ -52,6 +52,7 @@ def main() -> None:
 
     from harness.cache import TokenCache
     from harness.contracts import BuildContext, Stimuli
+    from harness.extract import view_tokens
     from harness.plugins import default_catalog
     from harness.settings import load_settings
     from harness.specs import RegistryEntry
@@ -75,8 +76,11 @@ def main() -> None:
 
     live_src, w_live_init, c_live_init = timed(lambda: LiveSource(bb, stim, stages, True, 7, 0.875, "cpu", finetune=False))
     _, w_live, c_live = timed(lambda: fit(live_src, rdms, cfg, seed=0))
-    bank, w_bank, c_bank = timed(lambda: stage_bank(bb, stim, TokenCache(settings.cache_dir), n_crops=args.n_crops,
-                                                    crop_fraction=0.875, grid=7, seed=0))
+    def extract(view, batch_size, progress):
+        return view_tokens(bb, stim, view, TokenCache(settings.cache_dir), batch_size=batch_size, progress=progress)
+
+    bank, w_bank, c_bank = timed(lambda: stage_bank(extract, len(stim), n_crops=args.n_crops, crop_fraction=0.875,
+                                                    grid=7, seed=0))
     src, w_load, c_load = timed(lambda: BankSource(bank, stages, True, "cpu"))
     _, w_fit1, c_fit1 = timed(lambda: fit(src, rdms, cfg, seed=0))
     BankSource.train_threads = None  # the process default, for comparison

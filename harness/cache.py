@@ -15,11 +15,12 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.contracts import TokenStore
 
 #: bump when extraction changes numerically (invalidates every entry)
 EXTRACTOR_VERSION = "2"  # 2: per-layer storage dtype (float16 only where its range fits)
@@ -28,40 +29,6 @@ EXTRACTOR_VERSION = "2"  # 2: per-layer storage dtype (float16 only where its ra
 def token_key(**parts: Any) -> str:
     blob = json.dumps({"extractor": EXTRACTOR_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class TokenStore:
-    """Read-only view of one cache entry; arrays are memory-mapped, never loaded whole."""
-
-    path: Path
-    meta: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return self.path.name
-
-    @property
-    def layers(self) -> tuple[str, ...]:
-        return tuple(self.meta["layers"])
-
-    @property
-    def n(self) -> int:
-        return int(self.meta["n"])
-
-    def _file(self, layer: str, part: str) -> Path:
-        return self.path / f"{self.layers.index(layer):03d}_{part}.npy"
-
-    def local(self, layer: str) -> np.ndarray:
-        """``N×C×H×W`` local tokens (memory-mapped, stored dtype)."""
-        return np.load(self._file(layer, "local"), mmap_mode="r")
-
-    def global_(self, layer: str) -> np.ndarray:
-        """``N×C`` global token (CLS for ViTs, mean-pooled for CNNs)."""
-        return np.load(self._file(layer, "global"), mmap_mode="r")
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v) for k, v in self.meta["shapes"].items()}
 
 
 class _NpyRows:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
     import torch
     from PIL import Image
 
-    from harness.cache import TokenStore
     from harness.kit.fetch import FetchPlan
     from harness.settings import Settings
 
@@ -280,6 +279,72 @@ class Dataset(Plugin):
         return None
 
 
+# ----------------------------------------------------------------------------- tokens
+@dataclass(frozen=True)
+class TokenStore:
+    """Read-only view of one token-cache entry (``harness/cache.py`` writes them); arrays are memory-mapped,
+    never loaded whole. Heads read their backbone's tokens through it."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.meta["layers"])
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n"])
+
+    def _file(self, layer: str, part: str) -> Path:
+        return self.path / f"{self.layers.index(layer):03d}_{part}.npy"
+
+    def local(self, layer: str) -> np.ndarray:
+        """``N×C×H×W`` local tokens (memory-mapped, stored dtype)."""
+        return np.load(self._file(layer, "local"), mmap_mode="r")
+
+    def global_(self, layer: str) -> np.ndarray:
+        """``N×C`` global token (CLS for ViTs, mean-pooled for CNNs)."""
+        return np.load(self._file(layer, "global"), mmap_mode="r")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v) for k, v in self.meta["shapes"].items()}
+
+
+# ----------------------------------------------------------------------------- views
+class View(ABC):
+    """A transform of a stimulus set into the images a backbone sees, other than its plain centre crop.
+
+    A head that needs, say, several random crops per image describes them as a view and asks
+    for ``HeadInput.view_tokens(view, …)``: the core then runs the one extraction path — batching,
+    the float16 range guard, atomic content-addressed caching — on the view's rows.
+    """
+
+    @abstractmethod
+    def key(self) -> dict[str, Any]:
+        """Everything that changes the view's pixels or pooling (joins weights, layers and stimuli in the cache key)."""
+
+    @abstractmethod
+    def n_rows(self, n_stimuli: int) -> int:
+        """Rows of the result for ``n_stimuli`` images (e.g. images × crops)."""
+
+    @abstractmethod
+    def batches(self, stimuli: Stimuli, preprocess: Preprocess, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, B×3×H×W normalised batch)`` in row order; the backbone's own preprocessing is given."""
+
+    def pool(self, local: torch.Tensor) -> torch.Tensor:
+        """Pool a ``B×C×H×W`` float32 map before storing it (default: unchanged)."""
+        return local
+
+    def meta(self) -> dict[str, Any]:
+        """Extra fields for the cache entry's ``meta.json`` (shown by ``harness cache ls``)."""
+        return {}
+
+
 # ----------------------------------------------------------------------------- head
 @dataclass
 class HeadInput:
@@ -290,6 +355,9 @@ class HeadInput:
     device: str = "cpu"
     seed: int = 0
     progress: Callable[[str, float], None] | None = None
+    #: for heads on the live backbone: its tokens on a :class:`View` of the stimuli (e.g. random crops), extracted
+    #: and cached by the core exactly as plain tokens are; ``view_tokens(view, batch_size, progress)``
+    view_tokens: Callable[[View, int, Callable[[int, int], None] | None], TokenStore] | None = None
 
 
 @dataclass

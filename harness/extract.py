@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.cache import TokenCache, TokenStore, token_key
-from harness.contracts import Backbone, Stimuli
+from harness.cache import TokenCache, token_key
+from harness.contracts import Backbone, Stimuli, TokenStore, View
+from harness.errors import HarnessError
 from harness.kit.images import iter_batches
 
 
@@ -18,8 +20,6 @@ def resolve_precision(precision: str, backbone: Backbone, device: str) -> str:
     """``auto``: bf16 autocast on CUDA; on CPU only for families measured faster and accurate (``cpu_bf16``)."""
     if precision != "auto":
         if precision not in ("fp32", "bf16"):
-            from harness.errors import HarnessError
-
             raise HarnessError(f"extraction precision must be auto, fp32 or bf16, not {precision!r}")
         return precision
     if device.startswith("cuda") or getattr(backbone, "cpu_bf16", False):
@@ -31,8 +31,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        from harness.errors import HarnessError
-
         raise HarnessError("--device cuda requested but torch sees no CUDA device")
     return device
 
@@ -107,7 +105,6 @@ def ensure_tokens(
         if progress:
             progress(len(stimuli), len(stimuli))
         return hit
-    backbone.to(device)
     meta = {
         "backbone": backbone.ctx.entry.name,
         "random_init": backbone.ctx.entry.random_init,
@@ -117,6 +114,59 @@ def ensure_tokens(
         "max_grid": max_grid,
         "preprocess": backbone.preprocess.model_dump(),
     }
+    return extract(backbone, iter_batches(stimuli, backbone.preprocess, batch_size), len(stimuli), cache, key, meta,
+                   device=device, precision=precision, pool=lambda t: _cap_grid(t, max_grid), store_dtype=store_dtype,
+                   progress=progress)
+
+
+def view_tokens(
+    backbone: Backbone,
+    stimuli: Stimuli,
+    view: View,
+    cache: TokenCache,
+    *,
+    device: str = "cpu",
+    batch_size: int = 32,
+    precision: str = "fp32",
+    store_dtype: str = "float16",
+    progress: Callable[[int, int], None] | None = None,
+) -> TokenStore:
+    """Tokens of ``backbone`` on a :class:`~harness.contracts.View` of ``stimuli``, cached by content like plain tokens."""
+    key = token_key(view=view.key(), weights=backbone.weights_digest(), preprocess=backbone.preprocess.model_dump(),
+                    layers=list(backbone.layers), stimuli=stimuli.digest, precision=precision)
+    n = view.n_rows(len(stimuli))
+    hit = cache.get(key)
+    if hit is not None:
+        if progress:
+            progress(n, n)
+        return hit
+    meta = {"backbone": backbone.ctx.entry.name, "random_init": backbone.ctx.entry.random_init,
+            "weights": backbone.weights_digest(), "stimuli": stimuli.digest, "precision": precision, **view.meta()}
+    return extract(backbone, view.batches(stimuli, backbone.preprocess, batch_size), n, cache, key, meta, device=device,
+                   precision=precision, pool=view.pool, store_dtype=store_dtype, progress=progress)
+
+
+def extract(
+    backbone: Backbone,
+    batches: Iterable[tuple[int, torch.Tensor]],
+    n: int,
+    cache: TokenCache,
+    key: str,
+    meta: dict[str, Any],
+    *,
+    device: str,
+    precision: str,
+    pool: Callable[[torch.Tensor], torch.Tensor],
+    store_dtype: str = "float16",
+    progress: Callable[[int, int], None] | None = None,
+) -> TokenStore:
+    """The one extraction loop: ``(first row, batch)`` pairs → tokens → ``pool`` → guarded dtype → cache entry ``key``.
+
+    Every layer is stored in ``store_dtype`` unless float16 cannot hold its range (decided on
+    the first batch, :func:`storage_dtype`); a later batch overflowing a float16 layer is an
+    error, never a silent ``inf``. Memory is bounded by one batch.
+    """
+    backbone.to(device)
     autocast = (
         torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
         if precision == "bf16"
@@ -125,31 +175,27 @@ def ensure_tokens(
     # cast (and un-channels-last) in torch, on the device: numpy's float32→float16 is ~100× slower
     requested = getattr(torch, np.dtype(store_dtype).name)
     layer_dtype: dict[str, torch.dtype] = {}
-    with cache.writer(key, backbone.layers, len(stimuli), meta, store_dtype) as w, torch.inference_mode():
-        for start, batch in iter_batches(stimuli, backbone.preprocess, batch_size):
+    with cache.writer(key, backbone.layers, n, meta, store_dtype) as w, torch.inference_mode():
+        for start, batch in batches:
             batch = batch.to(device, non_blocking=True)
             with autocast:
                 toks = backbone.tokens(batch)
             for layer, t in toks.items():
-                local32, glob32 = _cap_grid(t.local.float(), max_grid), t.global_.float()
+                local32, glob32 = pool(t.local.float()), t.global_.float()
                 dtype = layer_dtype.setdefault(layer, storage_dtype(local32, requested))
                 if dtype == torch.float16:
                     peak = max(_peak(local32), _peak(glob32))
                     if FP16_MAX < peak < float("inf"):  # NaN/inf from the net itself pass through unchanged
-                        from harness.errors import HarnessError
-
                         raise HarnessError(
-                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
+                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of rows {start}.."
                             f"{start + len(batch) - 1} exceed float16's range (peak {peak:.3g}); "
                             "extract with store_dtype='float32'")
                 local = local32.to(dtype, memory_format=torch.contiguous_format)
                 glob = glob32.to(dtype).contiguous()
                 w.write(start, layer, local.cpu().numpy(), glob.cpu().numpy())
             if progress:
-                progress(start + len(batch), len(stimuli))
+                progress(start + len(batch), n)
     store = cache.get(key)
     if store is None:
-        from harness.errors import HarnessError
-
         raise HarnessError(f"token cache {cache.root}: entry {key[:12]} missing right after it was written")
     return store

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from harness.contracts import Backbone, BuildContext, Dataset, Plugin, Stimuli
+from harness.contracts import Backbone, BuildContext, Dataset, Plugin, Stimuli, View
 from harness.errors import RegistryError
 from harness.plugins import Catalog, default_catalog
 from harness.registry import Registry, load_registry, validate_args
@@ -15,7 +15,7 @@ from harness.settings import Settings
 from harness.specs import RegistryEntry
 
 if TYPE_CHECKING:
-    from harness.cache import TokenStore
+    from harness.contracts import TokenStore
     from harness.store import Store
 
 P = TypeVar("P", bound=Plugin)
@@ -116,6 +116,17 @@ class Factory:
     def stimuli_of(self, dataset_name: str) -> Stimuli:
         """Another registry dataset's stimuli (a synthetic brain may be generated on real images)."""
         return self.dataset(dataset_name).stimuli()
+
+    def view_tokens_for(self, backbone: Backbone, stimuli: Stimuli) -> Callable[[View, int, Callable[[int, int], None] | None], TokenStore]:
+        """``HeadInput.view_tokens`` for a live backbone: the core's extraction and cache on a view of ``stimuli``."""
+        from harness.cache import TokenCache
+        from harness.extract import view_tokens
+
+        def extract(view: View, batch_size: int, progress: Callable[[int, int], None] | None) -> TokenStore:
+            return view_tokens(backbone, stimuli, view, TokenCache(self.settings.cache_dir), device=self.device,
+                               batch_size=batch_size, progress=progress)
+
+        return extract
 
     def tokens_for(self, backbone_name: str, stimuli: Stimuli) -> TokenStore:
         from harness.cache import TokenCache

@@ -160,7 +160,8 @@ class Runner:
 
             out = head.fit_predict(
                 HeadInput(targets=targets, stimuli=stimuli, tokens=tokens, backbone=backbone if live else None,
-                          device=f.device, seed=f.seed, progress=head_progress)
+                          device=f.device, seed=f.seed, progress=head_progress,
+                          view_tokens=f.view_tokens_for(backbone, stimuli) if live else None)
             )
             scores: list[Score] = []
             for m in job.metrics:

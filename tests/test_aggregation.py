@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from harness_aggregation.crops import CropView, stage_bank
 from harness_aggregation.head import AggregationArgs, StageAggregationHead, subject_folds
 from harness_aggregation.loss import rdm_loss, reliability_weights
 from harness_aggregation.plugin import harness_registry
 from torch import nn
 
-from harness.contracts import BuildContext, HeadInput, HeadOutput, RDMTargets, Stimuli
-from harness.errors import DataError, RegistryError
+from harness.cache import TokenCache
+from harness.contracts import Backbone, BuildContext, HeadInput, HeadOutput, RDMTargets, Stimuli
+from harness.errors import DataError, HarnessError, RegistryError
+from harness.extract import view_tokens
 from harness.factory import Factory
 from harness.hookspecs import hookimpl
 from harness.kit.hooked import HookedBackbone
@@ -98,9 +101,16 @@ def _head(world: dict[str, Any], seed: int = 0, **args: Any) -> StageAggregation
     return StageAggregationHead(AggregationArgs(**kw), _ctx("agg", "head", "stage_aggregation", world["home"], seed))
 
 
+def _view_tokens(bb: Backbone, stim: Stimuli, home: Path) -> Any:
+    """What the runner hands a live-backbone head: the core's extraction on a view, cached under ``home``."""
+    return lambda view, batch_size, progress: view_tokens(bb, stim, view, TokenCache(home / "cache"),
+                                                          batch_size=batch_size, progress=progress)
+
+
 def _run(world: dict[str, Any], targets: RDMTargets, seed: int = 0, **args: Any) -> HeadOutput:
     head = _head(world, seed, **args)
-    return head.fit_predict(HeadInput(targets=targets, stimuli=world["stim"], backbone=world["bb"], seed=seed))
+    return head.fit_predict(HeadInput(targets=targets, stimuli=world["stim"], backbone=world["bb"], seed=seed,
+                                      view_tokens=_view_tokens(world["bb"], world["stim"], world["home"])))
 
 
 def _planted(world: dict[str, Any], stage: str, n_sub: int = 5, noise: float = 0.02, seed: int = 1) -> RDMTargets:
@@ -366,3 +376,57 @@ def test_time_rdms_must_match_the_rois_rdms() -> None:
         RDMTargets(rdms={"A": r}, subject_ids=["a", "b", "c"], time_rdms={"A": np.zeros((3, 5, 4))}).validate(4, "x")
     with pytest.raises(DataError, match="no RDM of that ROI"):
         RDMTargets(rdms={"A": r}, subject_ids=["a", "b", "c"], time_rdms={"B": np.zeros((3, 5, 4, 4))}).validate(4, "x")
+
+
+class _ScaledCNN(HookedBackbone):
+    """Two conv stages scaled to planted ranges: ``tiny`` near 1e-8 (a random-init net's deep maps), ``loud``
+    ×1e6 on images whose mean is bright (an overflow for float16, absent from the first batch)."""
+
+    spec = PluginSpec(id="scaled_cnn_test", kind="backbone", version="1", summary="test CNN with planted ranges",
+                      consumes=frozenset({IMAGES}), produces=frozenset({TOKENS}))
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return PRE
+
+    def build_module(self) -> nn.Module:
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+                self.tiny = nn.Identity()
+                self.loud = nn.Identity()
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                h = torch.relu(self.conv(x)) + 0.5
+                self.tiny(h * 1e-8)
+                bright = (x.mean(dim=(1, 2, 3)) > 1.5).float()[:, None, None, None]
+                return self.loud(h * (1 + bright * 1e6))
+
+        return Net()
+
+    def layer_modules(self) -> dict[str, str]:
+        return {"tiny": "tiny", "loud": "loud"}
+
+
+def test_crop_bank_keeps_1e8_maps_and_refuses_float16_overflow(tmp_path: Path) -> None:
+    """The crop bank goes through the core's extraction, so it inherits the float16 range guard."""
+    torch.manual_seed(0)
+    bb = _ScaledCNN(PluginArgs(), _ctx("scaled", "backbone", "scaled_cnn_test", tmp_path))
+    dark = Stimuli.from_array(_images(6) // 4)
+    bank = stage_bank(_view_tokens(bb, dark, tmp_path), len(dark), n_crops=2, crop_fraction=0.875, grid=4, seed=0,
+                      batch_size=4)
+    tiny = bank.store.local("tiny")
+    assert tiny.dtype == np.float32 and bank.store.local("loud").dtype == np.float16
+    view = CropView(len(dark), 2, 0.875, 4, 0)
+    with torch.no_grad():
+        ref = torch.cat([view.pool(bb.tokens(x)["tiny"].local.float()) for _, x in view.batches(dark, PRE, 4)]).numpy()
+    assert 1e-9 < float(np.abs(ref).max()) < 1e-7  # the planted range: float16 would store exact zeros
+    np.testing.assert_allclose(tiny, ref, rtol=1e-6)
+    # a bright image in a later batch pushes the float16 'loud' stage past 65504: an error, never a silent inf
+    images = _images(6) // 4
+    images[5] = 255
+    mixed = Stimuli.from_array(images)
+    with pytest.raises(HarnessError, match=r"layer 'loud': tokens of rows 8\.\.11 exceed float16's range"):
+        stage_bank(_view_tokens(bb, mixed, tmp_path), len(mixed), n_crops=2, crop_fraction=0.875, grid=4, seed=0,
+                   batch_size=4)

@@ -19,8 +19,8 @@ from harness_factortopy.positional import sinusoidal_encoding
 from harness_heads.gnet_head import GNetHead
 from harness_heads.token_heads import ClassTokenHead, PatchTokenHead
 
-from harness.cache import TokenCache, TokenStore
-from harness.contracts import BuildContext, HeadInput, Stimuli, VoxelTargets
+from harness.cache import TokenCache
+from harness.contracts import BuildContext, HeadInput, Stimuli, TokenStore, VoxelTargets
 from harness.errors import DataError
 from harness.kit.token_source import TokenSource
 from harness.kit.training import _soup, train_step

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.cache import TokenStore
-from harness.contracts import LayerTokens
+from harness.contracts import LayerTokens, TokenStore
 
 Parts = Literal["local", "global", "both"]
 #: stimuli read from the memory map at a time while preloading or computing statistics

@@ -3,8 +3,9 @@
 The masks train for tens of epochs, but in ``mask_only`` mode the backbone is frozen:
 recomputing it on every epoch spends nearly all of the time on identical work. Instead
 each image gets ``n_crops`` crop windows drawn once (window 0 is the centre crop used for
-prediction) and their stage outputs are computed once, average-pooled to at most
-``grid × grid`` and stored in the content-addressed token cache; every epoch then picks one
+prediction) and their stage outputs are computed once — by the core's extraction, through
+:class:`CropView` — average-pooled to at most ``grid × grid`` and stored in the
+content-addressed token cache; every epoch then picks one
 cached window per image. Pooling the map to a grid before masking is exact for masks that
 are constant over each grid cell followed by average pooling, which is what the
 location mask is.
@@ -12,20 +13,20 @@ location mask is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from harness.cache import TokenCache, TokenStore, token_key
-from harness.contracts import Backbone, Stimuli
+from harness.contracts import Stimuli, TokenStore, View
 from harness.specs import Preprocess
 
-#: bump when the crop bank changes numerically
-BANK_VERSION = "1"
+#: bump when the crop bank changes numerically (2: extracted by the core, float16 only where the range fits)
+BANK_VERSION = "2"
 _INTERP = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
            "bicubic": Image.Resampling.BICUBIC}
 
@@ -99,57 +100,58 @@ class StageBank:
         return np.asarray(images) * self.n_crops + np.asarray(crops)
 
 
+class CropView(View):
+    """``n_crops`` windows per image at fixed offsets (window 0 the centre), stage maps pooled to ``grid``."""
+
+    def __init__(self, n_images: int, n_crops: int, crop_fraction: float, grid: int, seed: int) -> None:
+        self.n_crops, self.crop_fraction, self.grid = n_crops, crop_fraction, grid
+        self.offsets = crop_offsets(n_images, n_crops, seed)
+
+    def key(self) -> dict[str, Any]:
+        return {"purpose": "stage_aggregation_crops", "version": BANK_VERSION, "crop_fraction": self.crop_fraction,
+                "offsets": np.round(self.offsets, 6).tolist(), "grid": self.grid}
+
+    def meta(self) -> dict[str, Any]:
+        return {"purpose": "stage_aggregation_crops", "n_crops": self.n_crops, "max_grid": self.grid}
+
+    def n_rows(self, n_stimuli: int) -> int:
+        return n_stimuli * self.n_crops
+
+    def batches(self, stimuli: Stimuli, preprocess: Preprocess, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Each image is decoded and resized once for all its crops (memory bounded by one batch)."""
+        pre = crop_preprocess(preprocess, self.crop_fraction)
+        rows = [(i, k) for i in range(len(stimuli)) for k in range(self.n_crops)]
+        arr, loaded = np.zeros((0, 0, 3), np.uint8), -1
+        for start in range(0, len(rows), batch_size):
+            batch = []
+            for i, k in rows[start : start + batch_size]:
+                if i != loaded:
+                    arr, loaded = resized(stimuli.load(i), pre), i
+                batch.append(crop_normalise(arr, pre, *self.offsets[i, k]))
+            yield start, torch.from_numpy(np.stack(batch))
+
+    def pool(self, local: torch.Tensor) -> torch.Tensor:
+        return pool_stage(local, self.grid)
+
+
+ViewTokens = Callable[[View, int, Callable[[int, int], None] | None], TokenStore]
+
+
 def stage_bank(
-    backbone: Backbone,
-    stimuli: Stimuli,
-    cache: TokenCache,
+    view_tokens: ViewTokens,
+    n_images: int,
     *,
     n_crops: int,
     crop_fraction: float,
     grid: int,
     seed: int,
-    device: str = "cpu",
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> StageBank:
-    """Return the cached bank, computing it on a miss (memory bounded by one batch of crops)."""
-    pre = crop_preprocess(backbone.preprocess, crop_fraction)
-    offsets = crop_offsets(len(stimuli), n_crops, seed)
-    key = token_key(
-        purpose="stage_aggregation_crops",
-        version=BANK_VERSION,
-        weights=backbone.weights_digest(),
-        preprocess=pre.model_dump(),
-        layers=list(backbone.layers),
-        stimuli=stimuli.digest,
-        offsets=np.round(offsets, 6).tolist(),
-        grid=grid,
-    )
-    n = len(stimuli) * n_crops
-    hit = cache.get(key)
-    if hit is None:
-        backbone.to(device)
-        meta = {"backbone": backbone.ctx.entry.name, "random_init": backbone.ctx.entry.random_init,
-                "weights": backbone.weights_digest(), "stimuli": stimuli.digest, "precision": "fp32",
-                "max_grid": grid, "preprocess": pre.model_dump(), "purpose": "stage_aggregation_crops",
-                "n_crops": n_crops}
-        rows = [(i, k) for i in range(len(stimuli)) for k in range(n_crops)]
-        with cache.writer(key, backbone.layers, n, meta, "float16") as w, torch.inference_mode():
-            arr: np.ndarray | None = None
-            loaded = -1
-            for start in range(0, n, batch_size):
-                batch = []
-                for i, k in rows[start : start + batch_size]:
-                    if i != loaded:
-                        arr, loaded = resized(stimuli.load(i), pre), i
-                    assert arr is not None
-                    batch.append(crop_normalise(arr, pre, *offsets[i, k]))
-                x = torch.from_numpy(np.stack(batch)).to(device)
-                for layer, t in backbone.tokens(x).items():
-                    w.write(start, layer, pool_stage(t.local.float(), grid).cpu().numpy().astype(np.float16),
-                            t.global_.float().cpu().numpy().astype(np.float16))
-                if progress:
-                    progress(min(start + batch_size, n), n)
-        hit = cache.get(key)
-        assert hit is not None
-    return StageBank(store=hit, n_images=len(stimuli), n_crops=n_crops, grid=grid)
+    """The cached bank through the core's extraction (``HeadInput.view_tokens``), computed on a miss.
+
+    Stored float16 only where the stage's range fits (a random-init net's deep maps near 1e-8
+    stay float32 instead of flushing to zero); an overflow is an error, not ``inf``.
+    """
+    store = view_tokens(CropView(n_images, n_crops, crop_fraction, grid, seed), batch_size, progress)
+    return StageBank(store=store, n_images=n_images, n_crops=n_crops, grid=grid)

@@ -21,10 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from harness.cache import TokenCache
 from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
 from harness.errors import DataError, RegistryError
-from harness.extract import resolve_device
 from harness.kit.scoring import rdm_from_features
 from harness.specs import LAYER_WEIGHTS, LIVE_BACKBONE, MODEL_RDMS, RDMS, PluginArgs, PluginSpec
 from harness_aggregation.crops import stage_bank
@@ -165,9 +163,11 @@ class StageAggregationHead(Head):
         spatial = "location" in a.masks or a.pool > 1
         if a.mode == "all" or a.n_crops is None:
             return LiveSource(bb, data.stimuli, stages, spatial, a.grid, a.crop_fraction, device, finetune=a.mode == "all")
-        bank = stage_bank(bb, data.stimuli, TokenCache(self.ctx.settings.cache_dir), n_crops=a.n_crops,
-                          crop_fraction=a.crop_fraction, grid=a.grid, seed=data.seed, device=device,
-                          batch_size=a.extract_batch,
+        if data.view_tokens is None:
+            raise DataError(f"head {self.ctx.entry.name!r}: the crop bank needs HeadInput.view_tokens (the runner "
+                            "passes it with the live backbone)")
+        bank = stage_bank(data.view_tokens, len(data.stimuli), n_crops=a.n_crops, crop_fraction=a.crop_fraction,
+                          grid=a.grid, seed=data.seed, batch_size=a.extract_batch,
                           progress=(lambda d, t: data.progress("aggregation crop bank", 0.3 * d / t)) if data.progress else None)
         return BankSource(bank, stages, spatial, device)
 
@@ -183,7 +183,7 @@ class StageAggregationHead(Head):
         n_sub = len(t.subject_ids)
         if n_sub < 2 and not set(t.rdms) <= set(a.train_roi):
             raise DataError(f"head {self.ctx.entry.name!r}: predicting held-out subjects needs at least 2 subjects")
-        device = resolve_device(data.device)
+        device = data.device
         layers = data.backbone.layers
         stages = self._stages(layers)
         t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 from harness.errors import DataError
 
 if TYPE_CHECKING:
-    from harness.cache import TokenStore
+    from harness.contracts import TokenStore
 
 #: bump when generation changes numerically (keys the on-disk copy)
 GENERATOR_VERSION = "2"

@@ -8,13 +8,16 @@ training again, so ``harness finetune`` is as resumable as ``harness run``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.contracts import Backbone, Task
 from harness.errors import HarnessError
-from harness.factory import Factory
 from harness_finetune.derived import DerivedManifest, DerivedStore, finetune_key
 from harness_finetune.recipe import FinetuneConfig
 from harness_finetune.train import StepCallback, finetune
+
+if TYPE_CHECKING:
+    from harness.factory import Factory
 
 
 @dataclass(frozen=True)

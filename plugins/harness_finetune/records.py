@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.store import Store
 from harness_finetune.derived import DerivedManifest
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 COLUMNS = ["derived", "derived_id", "parent", "task", "task_level", "task_digest", "steps", "lr", "batch_size",
            "n_per_class", "probe_accuracy", "val_accuracy", "n_train", "n_val", "wall_s", "device", "weights_digest",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.cache import TokenStore
+from harness.contracts import TokenStore
 
 FeatureKind = Literal["local", "global", "local+global"]
 
