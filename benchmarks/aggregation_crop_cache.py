@@ -47,7 +47,7 @@ def main() -> None:
 
     from harness_aggregation.crops import stage_bank
     from harness_aggregation.sources import BankSource, LiveSource
-    from harness_aggregation.train import TrainConfig, fit
+    from harness_aggregation.training import TrainConfig, fit
     from harness_datasets.synthetic import procedural_images
 
     from harness.cache import TokenCache

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 from harness.specs import PluginArgs, PluginKind, PluginSpec, Preprocess, RegistryEntry, TaskSpec
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -59,6 +59,13 @@ class Plugin(ABC):
         self.ctx = ctx
 
 
+def _declare(cls: type[Plugin], field: Literal["consumes", "produces"], kind: str) -> None:
+    """Add ``kind`` to the ``consumes``/``produces`` of a spec the class itself defines (typed bases derive it)."""
+    spec = cls.__dict__.get("spec")
+    if isinstance(spec, PluginSpec) and kind not in getattr(spec, field):
+        cls.spec = spec.model_copy(update={field: getattr(spec, field) | {kind}})
+
+
 # ----------------------------------------------------------------------------- backbone
 class LayerTokens(NamedTuple):
     """One tapped layer for a batch: local tokens ``B×C×H×W`` and a global token ``B×C``."""
@@ -93,7 +100,22 @@ class Backbone(Plugin):
         """Forward a preprocessed batch ``B×3×H×W`` and return every tapped layer's tokens."""
 
     def unavailable_reason(self) -> str | None:
-        """A cheap check, loading nothing: why this entry cannot be built here (e.g. weights missing offline)."""
+        """A cheap check, loading nothing: why this entry cannot be built here, or None.
+
+        Arguments first (:meth:`check_args`), then — unless the entry is a random-init control —
+        the weights (:meth:`weights_reason`); a :class:`HarnessError` from either is the reason.
+        Backbones override those two hooks, not this skeleton."""
+        try:
+            self.check_args()
+            return None if self.ctx.random_init else self.weights_reason()
+        except HarnessError as exc:
+            return str(exc)
+
+    def check_args(self) -> None:
+        """Raise a one-line :class:`HarnessError` for arguments that cannot build (unknown architecture, tag …)."""
+
+    def weights_reason(self) -> str | None:
+        """Why the pretrained weights are not available offline (where to put them), or None when they are."""
         return None
 
     def to(self, device: str) -> Backbone:
@@ -279,6 +301,34 @@ class Dataset(Plugin):
         return None
 
 
+class _TypedDataset(Dataset):
+    """``produces`` follows from ``target_kind``: a dataset declares its target kind once, by its base."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _declare(cls, "produces", cls.target_kind)  # type: ignore[arg-type]
+
+
+class VoxelDataset(_TypedDataset):
+    """Stimuli × voxel responses per subject."""
+
+    target_kind = "voxels"  # type: ignore[assignment]
+
+    @abstractmethod
+    def targets(self, subject: str) -> VoxelTargets:
+        ...
+
+
+class RDMDataset(_TypedDataset):
+    """RDMs per ROI and subject."""
+
+    target_kind = "rdms"  # type: ignore[assignment]
+
+    @abstractmethod
+    def targets(self, subject: str) -> RDMTargets:
+        ...
+
+
 # ----------------------------------------------------------------------------- tokens
 @dataclass(frozen=True)
 class TokenStore:
@@ -383,6 +433,54 @@ class Head(Plugin):
 
     @abstractmethod
     def fit_predict(self, data: HeadInput) -> HeadOutput:
+        ...
+
+
+class _TypedHead(Head):
+    """Checks once what every head of a target kind used to check itself: the targets' type, and that the
+    tokens or live backbone its spec consumes are there. Subclasses implement :meth:`fit`."""
+
+    targets_type: ClassVar[type]
+    target_kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _declare(cls, "consumes", cls.target_kind)
+
+    def fit_predict(self, data: HeadInput) -> HeadOutput:
+        name, consumes = self.ctx.entry.name, self.spec.consumes
+        if not isinstance(data.targets, self.targets_type):
+            raise DataError(f"head {name!r} needs {self.target_kind} targets, got {type(data.targets).__name__}")
+        if "tokens" in consumes and data.tokens is None:
+            raise DataError(f"head {name!r} needs cached tokens (HeadInput.tokens)")
+        if "backbone" in consumes and data.backbone is None:
+            raise DataError(f"head {name!r} needs the live backbone (HeadInput.backbone)")
+        return self.fit(data, data.targets)
+
+    @abstractmethod
+    def fit(self, data: HeadInput, targets: Any) -> HeadOutput:
+        ...
+
+
+class VoxelHead(_TypedHead):
+    """A head predicting voxel responses: ``consumes`` gets ``voxels``; :meth:`fit` receives :class:`VoxelTargets`."""
+
+    targets_type = VoxelTargets
+    target_kind = "voxels"
+
+    @abstractmethod
+    def fit(self, data: HeadInput, targets: VoxelTargets) -> HeadOutput:
+        ...
+
+
+class RDMHead(_TypedHead):
+    """A head predicting model RDMs: ``consumes`` gets ``rdms``; :meth:`fit` receives :class:`RDMTargets`."""
+
+    targets_type = RDMTargets
+    target_kind = "rdms"
+
+    @abstractmethod
+    def fit(self, data: HeadInput, targets: RDMTargets) -> HeadOutput:
         ...
 
 

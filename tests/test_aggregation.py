@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 from harness_aggregation.crops import CropView, stage_bank
-from harness_aggregation.head import AggregationArgs, StageAggregationHead, subject_folds
 from harness_aggregation.loss import rdm_loss, reliability_weights
 from harness_aggregation.plugin import harness_registry
+from harness_aggregation.stage_aggregation_head import AggregationArgs, StageAggregationHead, subject_folds
 from torch import nn
 
 from harness.cache import TokenCache
@@ -338,7 +338,7 @@ def test_runner_crosses_the_head_with_rdm_datasets_and_stores_stage_weights(tmp_
 # ----------------------------------------------------------------------------- MEG time sampling
 def test_time_samples_follow_a_gaussian_truncated_to_the_interval() -> None:
     """Draws against the discretised, renormalised normal (scipy): centred on the middle, never outside."""
-    from harness_aggregation.train import sample_time_index
+    from harness_aggregation.training import sample_time_index
     from scipy import stats
 
     rng = np.random.default_rng(0)

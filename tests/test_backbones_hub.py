@@ -164,7 +164,7 @@ def test_openclip_checkpoint_loads_visual_part(harness_env: Path, stimuli2: Stim
 
 def test_openclip_every_listed_pair_is_addressable() -> None:
     import open_clip
-    from harness_openclip.backbone import OpenClipArgs, weight_sources
+    from harness_openclip.openclip_backbone import OpenClipArgs, weight_sources
 
     pairs = open_clip.list_pretrained()
     assert len(pairs) > 100

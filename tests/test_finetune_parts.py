@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harness_finetune.derived import MANIFEST, WEIGHTS, DerivedStore
+from harness_finetune.derived_store import MANIFEST, WEIGHTS, DerivedStore
 from harness_finetune.probe import fit_probe
 from harness_finetune.recipe import FinetuneConfig
 from harness_finetune.tasks import make_task, parse_task_args, split_per_class, task_classes

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from harness_finetune.derived import DerivedStore
+from harness_finetune.derived_store import DerivedStore
 from harness_finetune.pipeline import finetune_backbone
 from harness_finetune.probe import accuracy
 from harness_finetune.recipe import FinetuneConfig
 from harness_finetune.tasks import make_task, split_per_class
-from harness_finetune.train import global_tokens
+from harness_finetune.training import global_tokens
 
 from harness.contracts import Backbone, Stimuli
 from harness.extract import tokens_key

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from harness_factortopy.head import FactorTopyHead
+from harness_factortopy.factortopy_head import FactorTopyHead
 from harness_factortopy.model import CoordSelectors, FactorTopyNet, FreeSelectors, selector_outputs
 from harness_factortopy.positional import sinusoidal_encoding
 from harness_heads.gnet_head import GNetHead

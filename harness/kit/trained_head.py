@@ -19,12 +19,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 
-from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
+from harness.contracts import HeadInput, HeadOutput, TokenStore, VoxelHead, VoxelTargets
 from harness.errors import DataError
 from harness.kit.token_source import Parts, TokenSource
 from harness.kit.training import ChunkedVoxelModel, TrainArgs, fit, predict
@@ -62,7 +62,7 @@ class PreparedData:
     val_idx: np.ndarray
 
 
-class TrainedVoxelHead(Head):
+class TrainedVoxelHead(VoxelHead):
     """Token head trained by gradient descent with voxel chunking, early stopping and a Model Soup."""
 
     args: TrainArgs
@@ -83,11 +83,8 @@ class TrainedVoxelHead(Head):
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {}
 
-    def fit_predict(self, data: HeadInput) -> HeadOutput:
-        t = data.targets
+    def fit(self, data: HeadInput, t: VoxelTargets) -> HeadOutput:
         name = self.ctx.entry.name
-        if not isinstance(t, VoxelTargets) or data.tokens is None:
-            raise DataError(f"head {name!r} needs voxel targets and cached tokens")
         a = self.args
         device = data.device
         tr, te = np.asarray(t.train_idx, np.int64), np.asarray(t.test_idx, np.int64)
@@ -103,7 +100,7 @@ class TrainedVoxelHead(Head):
         sd[sd < 1e-8] = 1.0
         y = torch.from_numpy((resp - mu) / sd).to(device)
 
-        source = TokenSource.from_store(data.tokens, np.concatenate([tr, te]), fit_idx, device, parts=self.parts,
+        source = TokenSource.from_store(cast(TokenStore, data.tokens), np.concatenate([tr, te]), fit_idx, device, parts=self.parts,
                                         grid=a.grid, budget_bytes=None if a.preload_gib is None else a.preload_gib * 2**30)
         torch.manual_seed(data.seed)
         model = self.build_model(PreparedData(source, t, fit_idx, val_idx)).to(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_aggregation.head import StageAggregationHead
+from harness_aggregation.stage_aggregation_head import StageAggregationHead
 
 
 @hookimpl

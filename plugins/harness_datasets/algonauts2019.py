@@ -31,7 +31,7 @@ from pydantic import Field
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
-from harness.specs import RDMS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.matfiles import read_mat_arrays, read_visual_stimuli
 from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
@@ -212,7 +212,6 @@ class Algonauts2019(AllSubjectsRDMDataset):
         version="2",
         summary="Algonauts 2019 RDMs: fMRI (EVC, IT) and MEG (early, late, time-resolved); 92/118/78 sets, joinable",
         args=AlgonautsArgs,
-        produces=frozenset({RDMS}),
     )
     args: AlgonautsArgs
 

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, Stimuli, VoxelTargets
+from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import VOXELS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.algonauts2019 import concat_stimuli
 from harness_datasets.nsd_labels import (
     DEFAULT_LABEL_FILES,
@@ -82,17 +82,15 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
 
 
-class Algonauts2023(Dataset):
+class Algonauts2023(VoxelDataset):
     spec = PluginSpec(
         id="algonauts2023",
         kind="dataset",
         version="1",
         summary="Algonauts 2023 challenge layout (NSD fsaverage vertices, ROI masks, challenge noise ceiling)",
         args=A23Args,
-        produces=frozenset({VOXELS}),
     )
     args: A23Args
-    target_kind = "voxels"  # type: ignore[assignment]
 
     @property
     def root(self) -> Path:

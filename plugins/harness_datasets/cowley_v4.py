@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, Stimuli, VoxelTargets
+from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import VOXELS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
@@ -81,17 +81,15 @@ def write_split(image_names: list[str], session: str) -> Path:
     return p
 
 
-class CowleyV4(Dataset):
+class CowleyV4(VoxelDataset):
     spec = PluginSpec(
         id="cowley_v4",
         kind="dataset",
         version="1",
         summary="Cowley 2023 macaque V4 neurons × natural images (one session), split-half ceiling where repeats exist",
         args=CowleyArgs,
-        produces=frozenset({VOXELS}),
     )
     args: CowleyArgs
-    target_kind = "voxels"  # type: ignore[assignment]
 
     @property
     def root(self) -> Path:

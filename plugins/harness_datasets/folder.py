@@ -27,9 +27,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, Stimuli, VoxelTargets
+from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import VOXELS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
 
@@ -64,17 +64,15 @@ def write_folder(root: Path, stimuli: Stimuli, responses: np.ndarray, voxels: pd
     return root
 
 
-class FolderVoxels(Dataset):
+class FolderVoxels(VoxelDataset):
     spec = PluginSpec(
         id="folder",
         kind="dataset",
         version="1",
         summary="your own data: images/ + responses.npy (optional repeats axis) + voxels.csv (roi, x, y, z)",
         args=FolderArgs,
-        produces=frozenset({VOXELS}),
     )
     args: FolderArgs
-    target_kind = "voxels"  # type: ignore[assignment]
 
     @property
     def root(self) -> Path:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
-from harness.specs import RDMS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
@@ -143,7 +143,6 @@ class Kriegeskorte92(AllSubjectsRDMDataset):
         version="1",
         summary="Kriegeskorte 2008 92 images: human IT RDMs (4 subjects × 2 sessions) or monkey IT RDM",
         args=K08Args,
-        produces=frozenset({RDMS}),
     )
     args: K08Args
 

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, Stimuli, VoxelTargets
+from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import VOXELS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.nsd_labels import (
     DEFAULT_LABEL_FILES,
     LABELS,
@@ -150,19 +150,17 @@ def read_expdesign(path: Path) -> dict[str, np.ndarray]:
             "sharedix": np.asarray(m["sharedix"]).ravel().astype(np.int64)}
 
 
-class NSD(Dataset):
+class NSD(VoxelDataset):
     spec = PluginSpec(
         id="nsd",
         kind="dataset",
         version="1",
         summary="Natural Scenes Dataset: GLMsingle betas (fsaverage .mgh or func1pt8mm NIfTI), shared-1000 test, ncsnr ceiling",
         args=NSDArgs,
-        produces=frozenset({VOXELS}),
         requires=("nibabel",),
         extra="data",
     )
     args: NSDArgs
-    target_kind = "voxels"  # type: ignore[assignment]
 
     # -- paths -------------------------------------------------------------------------
     @property

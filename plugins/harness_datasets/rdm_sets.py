@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from harness.contracts import Dataset, RDMTargets
+from harness.contracts import RDMDataset, RDMTargets
 from harness.errors import DataError
 
 
-class AllSubjectsRDMDataset(Dataset):
+class AllSubjectsRDMDataset(RDMDataset):
     """RDM targets of every subject in one job (subject ``all``): RSA heads choose layers leave-one-subject-out
     and the Algonauts score averages over subjects, so per-subject jobs would only repeat the work."""
-
-    target_kind = "rdms"  # type: ignore[assignment]
 
     @property
     @abstractmethod

@@ -59,9 +59,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.contracts import Dataset, RDMTargets, Stimuli, VoxelTargets
+from harness.contracts import RDMDataset, RDMTargets, Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import RDMS, VOXELS, PluginArgs, PluginSpec
+from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.synthetic_brain import (
     GENERATOR_VERSION,
     BrainDesign,
@@ -124,17 +124,15 @@ def procedural_images(n: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
-class SyntheticVoxels(Dataset):
+class SyntheticVoxels(VoxelDataset):
     spec = PluginSpec(
         id="synthetic_voxels",
         kind="dataset",
         version="2",
         summary="synthetic brain with planted layer, RF, scale mix, channel weights and known noise ceiling",
         args=SyntheticArgs,
-        produces=frozenset({VOXELS}),
     )
     args: SyntheticArgs
-    target_kind = "voxels"  # type: ignore[assignment]
 
     # -- stimuli -----------------------------------------------------------------------
     @cached_property
@@ -238,7 +236,7 @@ class SyntheticVoxels(Dataset):
                             repeats=data.repeats, noise_ceiling_r=t.noise_ceiling_r.copy(), roi_levels=dict(t.roi_level))
 
 
-class SyntheticRDMs(SyntheticVoxels):
+class SyntheticRDMs(RDMDataset, SyntheticVoxels):  # type: ignore[misc]
     """The same brain seen through RSA: per ROI, each subject's 1 − Pearson RDM of its voxel patterns."""
 
     spec = PluginSpec(
@@ -247,9 +245,7 @@ class SyntheticRDMs(SyntheticVoxels):
         version="2",
         summary="synthetic brain as per-ROI RDMs (planted ROI layers, known clean RDMs)",
         args=SyntheticArgs,
-        produces=frozenset({RDMS}),
     )
-    target_kind = "rdms"  # type: ignore[assignment]
 
     def subjects(self) -> list[str]:
         return ["all"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_diffusers.backbone import StableDiffusionBackbone
+from harness_diffusers.stable_diffusion_backbone import StableDiffusionBackbone
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_factortopy.head import FactorTopyHead
+from harness_factortopy.factortopy_head import FactorTopyHead
 
 
 @hookimpl

@@ -106,7 +106,7 @@ def finetune_cmd(
 
 
 def _list(f) -> None:
-    from harness_finetune.derived import DerivedStore
+    from harness_finetune.derived_store import DerivedStore
     from harness_finetune.tasks import task_classes
 
     t = Table(title="fine-tune tasks (--task)")

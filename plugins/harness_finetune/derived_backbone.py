@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from harness.contracts import Backbone, BuildContext, LayerTokens
 from harness.errors import DataError, HarnessError, WeightsMissingError
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess, RegistryEntry
-from harness_finetune.derived import DerivedManifest, DerivedStore, file_sha256
+from harness_finetune.derived_store import DerivedManifest, DerivedStore, file_sha256
 
 if TYPE_CHECKING:
     import torch

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from harness.contracts import Backbone, Task
 from harness.errors import HarnessError
-from harness_finetune.derived import DerivedManifest, DerivedStore, finetune_key
+from harness_finetune.derived_store import DerivedManifest, DerivedStore, finetune_key
 from harness_finetune.recipe import FinetuneConfig
-from harness_finetune.train import StepCallback, finetune
+from harness_finetune.training import StepCallback, finetune
 
 if TYPE_CHECKING:
     from harness.factory import Factory

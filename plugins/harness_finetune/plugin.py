@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.hookspecs import hookimpl
-from harness_finetune.derived import DerivedStore
 from harness_finetune.derived_backbone import DerivedBackbone
+from harness_finetune.derived_store import DerivedStore
 from harness_finetune.kriegeskorte_tasks import K92Animacy, K92Category
 from harness_finetune.lowlevel_tasks import Digits, Gratings
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness_finetune.derived import DerivedManifest
+from harness_finetune.derived_store import DerivedManifest
 
 if TYPE_CHECKING:
     from harness.store import Store

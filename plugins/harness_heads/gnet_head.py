@@ -24,7 +24,7 @@ from torch import nn
 from harness.contracts import LayerTokens
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
 from harness.kit.training import ChunkedVoxelModel, TrainArgs, voxel_chunks
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
+from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginSpec
 
 
 class GNetNet(ChunkedVoxelModel):
@@ -87,7 +87,7 @@ class GNetHead(TrainedVoxelHead):
         version="1",
         summary="GNet-style baseline: per-voxel, per-layer learned spatial pooling fields over aligned local tokens",
         args=GNetArgs,
-        consumes=frozenset({TOKENS, VOXELS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
     )
     args: GNetArgs

@@ -9,14 +9,13 @@ one ridge on all layers concatenated.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
-from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
-from harness.errors import DataError
+from harness.contracts import HeadInput, HeadOutput, TokenStore, VoxelHead, VoxelTargets
 from harness.kit.scoring import pearson_columns
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginArgs, PluginSpec
+from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginArgs, PluginSpec
 from harness_heads.features import FeatureKind, layer_matrix, standardise
 
 
@@ -30,14 +29,14 @@ class RidgeArgs(PluginArgs):
     backend: str = "auto"
 
 
-class RidgeHead(Head):
+class RidgeHead(VoxelHead):
     spec = PluginSpec(
         id="ridge",
         kind="head",
         version="1",
         summary="closed-form ridge per layer, alpha per voxel by LOO, best layer per voxel on validation",
         args=RidgeArgs,
-        consumes=frozenset({TOKENS, VOXELS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
     )
     args: RidgeArgs
@@ -50,11 +49,8 @@ class RidgeHead(Head):
         model.fit(x_tr, y_tr)
         return model.predict(x_te), np.asarray(model.best_alphas_)
 
-    def fit_predict(self, data: HeadInput) -> HeadOutput:
-        t = data.targets
-        if not isinstance(t, VoxelTargets) or data.tokens is None:
-            raise DataError("ridge head needs voxel targets and cached tokens")
-        store, a = data.tokens, self.args
+    def fit(self, data: HeadInput, t: VoxelTargets) -> HeadOutput:
+        store, a = cast(TokenStore, data.tokens), self.args  # VoxelHead checked it is there
         layers = store.layers
         y = np.asarray(t.responses, np.float32)
         tr, te = np.asarray(t.train_idx), np.asarray(t.test_idx)

@@ -4,12 +4,14 @@ and used to predict the held-out subject, so no subject scores its own choice.""
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
-from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
+from harness.contracts import HeadInput, HeadOutput, RDMHead, RDMTargets, TokenStore
 from harness.errors import DataError
 from harness.kit.scoring import rdm_from_features, spearman_many, upper
-from harness.specs import LAYER_WEIGHTS, MODEL_RDMS, RDMS, TOKENS, PluginArgs, PluginSpec
+from harness.specs import LAYER_WEIGHTS, MODEL_RDMS, TOKENS, PluginArgs, PluginSpec
 from harness_heads.features import FeatureKind, layer_matrix
 
 
@@ -19,24 +21,22 @@ class RSAArgs(PluginArgs):
     pool: int | None = None
 
 
-class RSAHead(Head):
+class RSAHead(RDMHead):
     spec = PluginSpec(
         id="rsa",
         kind="head",
         version="1",
         summary="layer-wise RSA, best layer per ROI chosen leave-one-subject-out",
         args=RSAArgs,
-        consumes=frozenset({TOKENS, RDMS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({MODEL_RDMS, LAYER_WEIGHTS}),
     )
     args: RSAArgs
 
-    def fit_predict(self, data: HeadInput) -> HeadOutput:
-        t = data.targets
-        if not isinstance(t, RDMTargets) or data.tokens is None:
-            raise DataError("rsa head needs RDM targets and cached tokens")
-        layers = data.tokens.layers
-        feats = [layer_matrix(data.tokens, layer, self.args.features, self.args.pool) for layer in layers]
+    def fit(self, data: HeadInput, t: RDMTargets) -> HeadOutput:
+        tokens = cast(TokenStore, data.tokens)  # RDMHead checked it is there
+        layers = tokens.layers
+        feats = [layer_matrix(tokens, layer, self.args.features, self.args.pool) for layer in layers]
         n_stim = len(feats[0])
         rois = list(t.rdms)
         weights = np.zeros((len(rois), len(layers)))

@@ -23,7 +23,7 @@ from harness.contracts import LayerTokens
 from harness.kit.token_source import Parts
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
 from harness.kit.training import ChunkedVoxelModel, TrainArgs
-from harness.specs import TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
+from harness.specs import TOKENS, VOXEL_PREDICTIONS, PluginSpec
 
 
 class LayerAverageNet(ChunkedVoxelModel):
@@ -57,7 +57,7 @@ class ClassTokenHead(TrainedVoxelHead):
         summary="classToken baseline (FactorTopy Table 3): per-layer linear map of the global token, layer average, "
                 "linear readout",
         args=ClassTokenArgs,
-        consumes=frozenset({TOKENS, VOXELS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({VOXEL_PREDICTIONS}),
     )
     args: ClassTokenArgs
@@ -87,7 +87,7 @@ class PatchTokenHead(TrainedVoxelHead):
         summary="patchToken baseline (FactorTopy Table 3): per-layer MLP on flattened local tokens, layer average, "
                 "linear readout",
         args=PatchTokenArgs,
-        consumes=frozenset({TOKENS, VOXELS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({VOXEL_PREDICTIONS}),
     )
     args: PatchTokenArgs

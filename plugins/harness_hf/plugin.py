@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_hf.backbone import HFBackbone
+from harness_hf.hf_backbone import HFBackbone
 
 
 @hookimpl

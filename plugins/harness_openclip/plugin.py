@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_openclip.backbone import OpenClipBackbone
+from harness_openclip.openclip_backbone import OpenClipBackbone
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_sam.backbone import SamBackbone
+from harness_sam.sam_backbone import SamBackbone
 
 
 @hookimpl

@@ -86,13 +86,8 @@ class HFBackbone(Backbone):
         return resolve_snapshot(self.ctx.entry.name, a.hub_id or "", a.revision, self.ctx.settings,
                                 explicit=a.weights or (str(local) if local else None))
 
-    def unavailable_reason(self) -> str | None:
-        if self.ctx.random_init:
-            return None
-        try:
-            self._need_source()
-        except WeightsMissingError as exc:
-            return str(exc)
+    def weights_reason(self) -> str | None:
+        self._need_source()
         a = self.args
         return snapshot_unavailable(self.ctx.entry.name, a.hub_id or "", a.revision, self.ctx.settings, explicit=a.weights)
 

@@ -90,9 +90,7 @@ class SamBackbone(HookedBackbone):
     def _weights_file(self) -> Path:
         return resolve_weights(self.ctx.entry.name, self._source(), self.ctx.settings, explicit=self.args.weights)
 
-    def unavailable_reason(self) -> str | None:
-        if self.ctx.random_init:
-            return None
+    def weights_reason(self) -> str | None:
         return weights_unavailable(self.ctx.entry.name, self._source(), self.ctx.settings, explicit=self.args.weights)
 
     def build_module(self) -> nn.Module:

@@ -180,15 +180,12 @@ class OpenClipBackbone(HookedBackbone):
         assert first is not None
         raise first
 
-    def unavailable_reason(self) -> str | None:
+    def check_args(self) -> None:
+        self._model_cfg()
+        self._check_tag()
+
+    def weights_reason(self) -> str | None:
         entry, settings = self.ctx.entry.name, self.ctx.settings
-        try:
-            self._model_cfg()
-            self._check_tag()
-            if self.ctx.random_init:
-                return None
-        except RegistryError as exc:
-            return str(exc)
         if self.args.weights:
             return weights_unavailable(entry, WeightSource(), settings, explicit=self.args.weights)
         if self._tag is None:

@@ -22,7 +22,7 @@ from pydantic import Field
 from harness.errors import DataError
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
 from harness.kit.training import ChunkedVoxelModel, TrainArgs, linear_decay
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
+from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginSpec
 from harness_factortopy.model import (
     CoordSelectors,
     FactorTopyNet,
@@ -68,7 +68,7 @@ class FactorTopyHead(TrainedVoxelHead):
         version="1",
         summary="FactorTopy (Yang, Gee & Shi 2024): topological layer/space/scale/channel selectors on cached tokens",
         args=FactorTopyArgs,
-        consumes=frozenset({TOKENS, VOXELS}),
+        consumes=frozenset({TOKENS}),
         produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
     )
     args: FactorTopyArgs

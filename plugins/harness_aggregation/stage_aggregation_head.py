@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
+from harness.contracts import Backbone, HeadInput, HeadOutput, RDMHead, RDMTargets
 from harness.errors import DataError, RegistryError
 from harness.kit.scoring import rdm_from_features
-from harness.specs import LAYER_WEIGHTS, LIVE_BACKBONE, MODEL_RDMS, RDMS, PluginArgs, PluginSpec
+from harness.specs import LAYER_WEIGHTS, LIVE_BACKBONE, MODEL_RDMS, PluginArgs, PluginSpec
 from harness_aggregation.crops import stage_bank
 from harness_aggregation.loss import LossKind
 from harness_aggregation.model import MaskKind, Normalize, stage_shares
 from harness_aggregation.sources import BankSource, FeatureSource, LiveSource
 from harness_aggregation.stats import channel_bootstrap_ci, jackknife_ci, t_ci
-from harness_aggregation.train import Fitted, TrainConfig, fit
+from harness_aggregation.training import Fitted, TrainConfig, fit
 
 
 class AggregationArgs(PluginArgs):
@@ -130,14 +130,14 @@ class _Call:
     untrained: Fitted | None = None  #: the one model of an ``epochs: 0`` run
 
 
-class StageAggregationHead(Head):
+class StageAggregationHead(RDMHead):
     spec = PluginSpec(
         id="stage_aggregation",
         kind="head",
         version="1",
         summary="learned masks over backbone stages trained on all subjects' RDMs (Gaziv, Algonauts 2019)",
         args=AggregationArgs,
-        consumes=frozenset({LIVE_BACKBONE, RDMS}),
+        consumes=frozenset({LIVE_BACKBONE}),
         produces=frozenset({MODEL_RDMS, LAYER_WEIGHTS}),
     )
     args: AggregationArgs
@@ -158,8 +158,7 @@ class StageAggregationHead(Head):
                            time_sd=a.time_sampling_sd or 0.25)
 
     def _source(self, data: HeadInput, stages: list[str], device: str) -> FeatureSource:
-        a, bb = self.args, data.backbone
-        assert bb is not None
+        a, bb = self.args, cast(Backbone, data.backbone)  # RDMHead checked it is there (live backbone consumed)
         spatial = "location" in a.masks or a.pool > 1
         if a.mode == "all" or a.n_crops is None:
             return LiveSource(bb, data.stimuli, stages, spatial, a.grid, a.crop_fraction, device, finetune=a.mode == "all")
@@ -171,10 +170,7 @@ class StageAggregationHead(Head):
                           progress=(lambda d, t: data.progress("aggregation crop bank", 0.3 * d / t)) if data.progress else None)
         return BankSource(bank, stages, spatial, device)
 
-    def fit_predict(self, data: HeadInput) -> HeadOutput:
-        t = data.targets
-        if not isinstance(t, RDMTargets) or data.backbone is None:
-            raise DataError(f"head {self.ctx.entry.name!r} needs RDM targets and the live backbone")
+    def fit(self, data: HeadInput, t: RDMTargets) -> HeadOutput:
         a = self.args
         unknown = sorted({*a.train_roi, *a.train_roi.values()} - set(t.rdms))
         if unknown or any(k == v for k, v in a.train_roi.items()):
@@ -184,7 +180,7 @@ class StageAggregationHead(Head):
         if n_sub < 2 and not set(t.rdms) <= set(a.train_roi):
             raise DataError(f"head {self.ctx.entry.name!r}: predicting held-out subjects needs at least 2 subjects")
         device = data.device
-        layers = data.backbone.layers
+        layers = cast(Backbone, data.backbone).layers
         stages = self._stages(layers)
         t0 = time.perf_counter()
         source = self._source(data, stages, device)

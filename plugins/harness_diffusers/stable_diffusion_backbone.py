@@ -116,13 +116,8 @@ class StableDiffusionBackbone(Backbone):
             raise WeightsMissingError(f"backbone {entry!r}: {folder} is not a diffusers pipeline folder (no {PIPELINE_MARKER})")
         return folder
 
-    def unavailable_reason(self) -> str | None:
-        if self.ctx.random_init:
-            return None
-        try:
-            self._need_source()
-        except WeightsMissingError as exc:
-            return str(exc)
+    def weights_reason(self) -> str | None:
+        self._need_source()
         a = self.args
         return snapshot_unavailable(self.ctx.entry.name, a.hub_id or "", a.revision, self.ctx.settings, explicit=a.weights,
                                     marker=PIPELINE_MARKER)
