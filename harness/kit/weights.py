@@ -8,7 +8,6 @@ sha256 is checked once per (path, size, mtime).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import WeightsMissingError
+from harness.kit.fetch import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -55,11 +55,8 @@ def weights_roots(settings: Settings | None) -> list[Path]:
 
 @lru_cache(maxsize=256)
 def _sha256(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """:func:`harness.kit.fetch.sha256_file`, remembered per (path, size, mtime): zoo listings re-check often."""
+    return sha256_file(Path(path))
 
 
 def check_sha256(path: Path, expected: str | None, entry: str) -> Path:

@@ -134,7 +134,7 @@ class StageAggregationHead(RDMHead):
     spec = PluginSpec(
         id="stage_aggregation",
         kind="head",
-        version="1",
+        version="2",  # 2: crop bank through the core extraction (no float16 flush of ~1e-8 stage maps)
         summary="learned masks over backbone stages trained on all subjects' RDMs (Gaziv, Algonauts 2019)",
         args=AggregationArgs,
         consumes=frozenset({LIVE_BACKBONE}),

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from harness.contracts import Backbone, BuildContext, LayerTokens
 from harness.errors import DataError, HarnessError, WeightsMissingError
+from harness.kit.fetch import sha256_file
 from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess, RegistryEntry
-from harness_finetune.derived_store import DerivedManifest, DerivedStore, file_sha256
+from harness_finetune.derived_store import DerivedManifest, DerivedStore
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,7 @@ class DerivedBackbone(Backbone):
         path = m.weights_path
         if not path.is_file():
             raise WeightsMissingError(f"{path}: derived weights file missing")
-        if file_sha256(path) != m.data["weights"]["sha256"]:
+        if sha256_file(path) != m.data["weights"]["sha256"]:
             raise DataError(f"{path}: sha256 differs from its manifest (file corrupt or edited)")
         try:
             net.load_state_dict(load_file(str(path)), strict=True)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from harness.errors import DataError
+from harness.kit.fetch import sha256_file
 
 log = logging.getLogger("harness")
 
@@ -35,14 +36,6 @@ MANIFEST = "manifest.json"
 #: the plugin id of the backbone that rebuilds a derived net (``harness_finetune``)
 PLUGIN = "derived"
 _TMP = re.compile(r"^\.tmp-[0-9a-f]+-(\d+)-\d+$")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def finetune_key(parent_weights: str, task_digest: str, recipe_digest: str) -> str:
@@ -180,8 +173,8 @@ class DerivedStore:
                 "format": FORMAT,
                 "id": derived_id,
                 **manifest,
-                "weights": {"file": WEIGHTS, "sha256": file_sha256(tmp / WEIGHTS), "digest": digest},
-                "classifier": {"file": CLASSIFIER, "sha256": file_sha256(tmp / CLASSIFIER)},
+                "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS), "digest": digest},
+                "classifier": {"file": CLASSIFIER, "sha256": sha256_file(tmp / CLASSIFIER)},
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "harness_version": __version__,
             }
