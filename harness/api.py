@@ -17,7 +17,6 @@ Heavy libraries (torch, the plugins) load on first use, not on ``import harness`
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,24 +45,26 @@ Names = str | Sequence[str] | None
 
 
 # ----------------------------------------------------------------------------- settings and wiring
-#: environment variable of each setting the CLI's global options set
-_ENV = {"home": "HARNESS_HOME", "data_root": "HARNESS_DATA_ROOT", "db": "HARNESS_DB", "registry": "HARNESS_REGISTRY",
-        "device": "HARNESS_DEVICE"}
+#: settings given to :func:`settings` in this session (the CLI's global options, for a Python process)
+_OVERRIDES: dict[str, Any] = {}
+_SETTINGS = ("home", "data_root", "db", "registry", "device")
 
 
 def settings(**overrides: str | Path | None) -> Settings:
-    """The resolved settings; keyword arguments (``home``, ``data_root``, ``db``, ``registry``, ``device``) set them
-    for the rest of the session the way the CLI's global options do: through the environment, which plugins
-    read too (e.g. derived backbones under ``HARNESS_HOME``)."""
+    """The resolved settings. Keyword arguments (``home``, ``data_root``, ``db``, ``registry``, ``device``) hold
+    for the rest of the session, like the CLI's global options, and beat the environment and the config file;
+    ``None`` drops one again."""
     from harness.settings import load_settings
 
-    unknown = set(overrides) - set(_ENV)
+    unknown = set(overrides) - set(_SETTINGS)
     if unknown:
-        raise HarnessError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(_ENV)}")
+        raise HarnessError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(_SETTINGS)}")
     for key, value in overrides.items():
-        if value is not None:
-            os.environ[_ENV[key]] = value if key == "device" else str(Path(value).expanduser().resolve())
-    return load_settings()
+        if value is None:
+            _OVERRIDES.pop(key, None)
+        else:
+            _OVERRIDES[key] = value if key == "device" else Path(value).expanduser().resolve()
+    return load_settings().with_overrides(**_OVERRIDES)
 
 
 def _open(device: str = "cpu", random_init: bool = False, **extraction: Any) -> Factory:

@@ -31,7 +31,7 @@ ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_ini
              "normalised", "ceiling", "control", "control_raw", "control_normalised", "n_subjects", "in_process",
              "task", "base", "delta_raw", "slope", "r2")
 #: columns holding entry names: never cut when printed
-NAME_COLUMNS = ("backbone", "head", "control", "dataset", "metric", "base")
+NAME_COLUMNS = ("backbone", "head", "control", "dataset", "metric", "base", "roi")
 
 
 def resolve_view(view: str | None, metric: str | None) -> str:
@@ -43,17 +43,15 @@ def resolve_view(view: str | None, metric: str | None) -> str:
 def query_board(store: Store, view: str | None = None, *, top: int = DEFAULT_TOP, wide: bool = False,
                 filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Rows of ``view`` (default: the first screen, or ``leaderboard`` when a ``metric`` filter is given)."""
-    from harness.store import view_sql
-
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     name = resolve_view(view, filters.get("metric"))
-    views = view_sql()
+    views = set(store.query("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"])
     if name not in views:
+        if name == FIRST_SCREEN:
+            raise HarnessError(f"{store.path}: view {name!r} is not in this database yet (written by an older "
+                               "harness); any `harness run` adds it (finished jobs are skipped: `harness run --all` "
+                               "is instant)")
         raise HarnessError(f"unknown view {name!r}; known: {', '.join(sorted(views))}")
-    present = store.query("SELECT table_name FROM information_schema.tables WHERE table_name = ?", [name])
-    if present.empty:
-        raise HarnessError(f"{store.path}: view {name!r} is not in this database yet (written by an older harness); "
-                           "any `harness run` adds it (finished jobs are skipped: `harness run --all` is instant)")
     cols = list(store.query(f"SELECT * FROM {name} LIMIT 0").columns)
     where, params = [], []
     for col, val in filters.items():
@@ -117,7 +115,8 @@ def render(df: pd.DataFrame, title: str, console: Console, limit: int = 200) -> 
     shown = df.head(limit)
     cells = {c: [_cell(v) for v in shown[c]] for c in shown.columns}
     name_cols = [c for c in shown.columns if c in NAME_COLUMNS and len(shown)]
-    width = 1 + sum(3 + max([len(str(c)), *map(len, cells[c])]) for c in shown.columns)
+    # headers wrap at spaces and underscores; cells of name columns never do
+    width = 1 + sum(3 + max([min(len(str(c)), 10), *map(len, cells[c])]) for c in shown.columns)
     legend: dict[str, dict[str, str]] = {}
     if width > console.width and name_cols:
         long_cols = [c for c in name_cols if max(map(len, cells[c])) > 6]
@@ -136,7 +135,47 @@ def render(df: pd.DataFrame, title: str, console: Console, limit: int = 200) -> 
         if key in printed:
             continue
         printed.add(key)
-        console.print(f"{escape(key)}: " + "  ".join(f"{escape(s)} = {escape(n)}" for n, s in ids.items()),
-                      highlight=False)
+        console.print(f"{escape(key)} ids:", highlight=False)
+        for n, s in ids.items():  # one per line: a name is never broken across lines
+            console.print(f"  {escape(s)} = {escape(n)}", highlight=False, no_wrap=True, overflow="ignore", crop=False)
     if len(df) > limit:
         console.print(f"… {len(df) - limit} more rows (use `harness sql` to export)")
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "" if v is None or v != v else format(v, fmt)
+
+
+def first_screen_table(part: pd.DataFrame) -> pd.DataFrame:
+    """One dataset × metric of the first screen as printed: score with its CI, % of the noise ceiling, the
+    ceiling, and the random-init control beside; flags only where set."""
+    import pandas as pd
+
+    out = pd.DataFrame({
+        "roi": part["roi"], "rank": part["rank"], "backbone": part["backbone"], "head": part["head"],
+        "score [95% CI]": [f"{_num(r, '.3f')} [{_num(lo, '.3f')}, {_num(hi, '.3f')}]"
+                           for r, lo, hi in zip(part["raw"], part["ci_low"], part["ci_high"], strict=True)],
+        "% ceiling": [_num(v, ".1f") for v in part["normalised"]],
+        "ceiling": [_num(v, ".3f") for v in part["ceiling"]],
+        "control": part["control"].fillna(""),
+        "control score": [_num(v, ".3f") for v in part["control_raw"]],
+        "control %": [_num(v, ".1f") for v in part["control_normalised"]],
+    })
+    flags = [", ".join(f for f, on in (("random-init", ri), ("in-process", ip)) if on)
+             for ri, ip in zip(part["random_init"], part["in_process"], strict=True)]
+    if any(flags):
+        out["note"] = flags
+    return out.reset_index(drop=True)
+
+
+def render_first_screen(df: pd.DataFrame, console: Console) -> None:
+    """The first screen: one table per dataset (its primary metric), ROIs in rows, names in full."""
+    from rich.markup import escape
+
+    if df.empty:
+        console.print("no primary scores yet: run something (`harness run --all`), or see `harness leaderboard --view "
+                      "leaderboard`", highlight=False)
+        return
+    for (dataset, metric), part in df.groupby(["dataset", "metric"], sort=False):
+        render(first_screen_table(part), f"{escape(str(dataset))}: {escape(str(metric))} (primary score; "
+               "control = random-init twin)", console)

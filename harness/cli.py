@@ -240,7 +240,7 @@ def run(
         if summary.done or summary.cached:
             from harness import board
 
-            board.render(board.query_board(store), board.FIRST_SCREEN, console)
+            board.render_first_screen(board.query_board(store), console)
             if finetune:
                 from harness.cli_finetune import show_deltas
 
@@ -266,7 +266,11 @@ def leaderboard(
 
     store = Store(_settings().db)
     df = board.query_board(store, view, top=top, wide=wide, filters={"dataset": dataset, "roi": roi, "metric": metric})
-    board.render(df, board.resolve_view(view, metric), console)
+    name = board.resolve_view(view, metric)
+    if name == board.FIRST_SCREEN and not wide:
+        board.render_first_screen(df, console)
+    else:
+        board.render(df, name, console)
 
 
 @app.command()

@@ -101,7 +101,7 @@ def test_api_and_cli_give_the_same_leaderboard(api_env: dict[str, str], tmp_path
         cli_board = harness.leaderboard(wide=True)
         same_jobs = harness.sql("SELECT job_id FROM jobs")["job_id"].tolist()
     finally:
-        harness.settings(db=api_env["HARNESS_DB"])
+        harness.settings(db=None)
     assert same_jobs == [p.jobs[0].job_id]
     assert len(api_board) == 3 and set(api_board["roi"]) == {"EVC", "IT", "mean"}  # rsa_r2: both ROIs and their mean
     cols = ["dataset", "roi", "rank", "backbone", "head", "metric", "raw", "ceiling", "normalised"]
