@@ -106,15 +106,17 @@ def test_api_and_cli_give_the_same_leaderboard(api_env: dict[str, str], tmp_path
     assert len(api_board) == 3 and set(api_board["roi"]) == {"EVC", "IT", "mean"}  # rsa_r2: both ROIs and their mean
     cols = ["dataset", "roi", "rank", "backbone", "head", "metric", "raw", "ceiling", "normalised"]
     assert api_board[cols].equals(cli_board[cols])
-    # and what the CLI prints is that table: every row's backbone, ROI and raw score
+    # and what the CLI prints is that table: every row's ROI and score with its CI, to three decimals
     r = cli("leaderboard", env=env)
     assert r.returncode == 0, r.stderr
     for row in cli_board.itertuples():
-        assert row.roi in r.stdout and f"{row.raw:.4g}" in r.stdout
+        assert f"{row.roi} " in r.stdout and f"{row.raw:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]" in r.stdout
     # a secondary metric only when asked for
     assert set(harness.leaderboard(metric="r2")["metric"]) == {"r2"}
     with pytest.raises(HarnessError, match="has no column 'nope'"):
         harness.leaderboard(nope=1)
+    with pytest.raises(HarnessError, match="unknown view 'nope'"):
+        harness.leaderboard(view="nope")
 
 
 def test_in_process_plugins_run_through_the_runner_and_are_labelled(api_env: dict[str, str]) -> None:
@@ -198,5 +200,5 @@ def test_bad_arguments_fail_with_one_line(api_env: dict[str, str]) -> None:
         harness.run(harness.plan(all=True), executor="slurm")
     with pytest.raises(HarnessError, match="unknown setting"):
         harness.settings(dbb="x")
-    with pytest.raises(HarnessError, match="unknown view"):
-        harness.leaderboard(view="nope")
+    with pytest.raises(HarnessError, match="no database yet"):
+        harness.leaderboard()
