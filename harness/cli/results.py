@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.context import options, show, store
-from harness.errors import HarnessError
+from harness.cli.context import console, options, store
 
 app = typer.Typer()
 
@@ -21,30 +20,22 @@ ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_ini
 def leaderboard(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
     roi: Annotated[str | None, typer.Option("--roi", "-r")] = None,
-    metric: Annotated[str | None, typer.Option("--metric", "-m")] = None,
-    view: Annotated[str, typer.Option(help="Any view defined in leaderboards/*.sql or by a plugin")] = "leaderboard",
+    metric: Annotated[str | None, typer.Option("--metric", "-m", help="A metric's rows of the `leaderboard` view "
+                                               "(secondary metrics too); default: each dataset's primary score.")] = None,
+    view: Annotated[str | None, typer.Option(help="Any view defined in leaderboards/*.sql or by a plugin (default: "
+                                             "`primary_scores`, or `leaderboard` with --metric).")] = None,
+    top: Annotated[int, typer.Option(help="Models per dataset × ROI on the first screen (0: all).")] = 10,
     wide: Annotated[bool, typer.Option("--wide", help="Every column of the view (default: the essential ones).")] = False,
 ) -> None:
-    """Print a ranked leaderboard (works while a run is writing)."""
-    db = store()
-    views = set(db.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").view_name)
-    if view not in views:
-        raise HarnessError(f"unknown view {view!r}; known: {', '.join(sorted(views))}")
-    where, params = [], []
-    cols = set(db.query(f"SELECT * FROM {view} LIMIT 0").columns)
-    for col, val in (("dataset", dataset), ("roi", roi), ("metric", metric)):
-        if val is not None:
-            if col not in cols:
-                raise HarnessError(f"view {view!r} has no column {col!r}")
-            where.append(f"{col} = ?")
-            params.append(val)
-    order = " ORDER BY dataset, roi, metric, rank" if {"rank", "dataset", "roi", "metric"} <= cols else ""
-    sql = f"SELECT * FROM {view}" + (" WHERE " + " AND ".join(where) if where else "") + order
-    df = db.query(sql, params)
-    if not wide:
-        keep = [c for c in ESSENTIAL if c in df.columns]
-        df = df[keep] if len(keep) >= 4 else df
-    show(df, view)
+    """Top models per dataset × ROI by its primary score, random-init control beside (works while a run writes)."""
+    from harness import board
+
+    df = board.query_board(store(), view, top=top, wide=wide, filters={"dataset": dataset, "roi": roi, "metric": metric})
+    name = board.resolve_view(view, metric)
+    if name == board.FIRST_SCREEN and not wide:
+        board.render_first_screen(df, console)
+    else:
+        board.render(df, name, console)
 
 
 @app.command()
@@ -60,4 +51,6 @@ def sql(
     if parquet:
         df.to_parquet(parquet, index=False)
     if not (csv or parquet) or not options.quiet:
-        show(df, "result")
+        from harness import board
+
+        board.render(df, "result", console)

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from harness.cli.context import console, err_console, open_factory, options, show, split
-from harness.cli.results import ESSENTIAL
+from harness.cli.context import console, err_console, open_factory, options, split
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -126,8 +125,9 @@ def run(
         for label, err in summary.failed:
             console.print(f"[red]failed[/red] {label}: {err}")
         if summary.done or summary.cached:
-            board = store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank")
-            show(board[[c for c in ESSENTIAL if c in board.columns]], "leaderboard")
+            from harness import board
+
+            board.render_first_screen(board.query_board(store), console)
             if tasks:
                 console.print(f"derived − base per head, dataset and ROI: harness finetune --deltas --task {','.join(tasks)}")
     if summary.failed:
