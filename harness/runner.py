@@ -176,7 +176,7 @@ class Runner:
         n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
         row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
         self.store.write_job(row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
-                             unit_score_rows(job.job_id, scores))
+                             unit_score_rows(job.job_id, scores), out.artifacts)
         summary.done += 1
         self.progress(job.label, 1, 1)
 

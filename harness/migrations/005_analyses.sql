@@ -18,3 +18,15 @@ CREATE TABLE clusters (
     params JSON,           -- k, n_kmeans, kernel, seed …
     created_at TIMESTAMP
 );
+-- `harness analyze channels`: the PNGs written per ROI/unit and stimulus, and where each one peaks
+-- (for the response map: the token cell whose channel image best predicts the ROI's mean response).
+CREATE TABLE channel_images (
+    job_id VARCHAR,
+    target VARCHAR,        -- 'roi:<name>' or 'unit:<id>'
+    stimulus VARCHAR,      -- stimulus id, or '(response map)'
+    path VARCHAR,
+    peak_x DOUBLE,         -- fractions of the backbone's input crop (0 = left/top), cell centre
+    peak_y DOUBLE,
+    explained JSON,        -- variance fraction of each principal component of the readout weights
+    created_at TIMESTAMP
+);

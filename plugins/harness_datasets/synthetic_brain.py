@@ -54,6 +54,9 @@ class BrainDesign:
     global_mix: tuple[float, float] = (0.0, 0.5)  #: weight of the global token, first / last ROI
     mix_jitter: float = 0.0  #: sd of the smooth within-ROI variation of the global mix
     n_basis: int = 8  #: rank of the smooth channel-weight field
+    #: share of channel-weight variance that is one random pattern per ROI (0: weights only vary smoothly
+    #: over the sheet, so ROIs do not differ in the channels they read; > 0 plants an ROI channel signature)
+    roi_channel_share: float = 0.0
     weight_length_mm: float = 5.0  #: length scale over which channel weights change
     field_length_mm: float = 4.0  #: length scale of the layer / mix / SNR jitter fields
     readout_grid: int = 16  #: local maps are average-pooled to at most this × this before the readout
@@ -231,6 +234,11 @@ def voxel_truth(d: BrainDesign, layers: tuple[str, ...], subject_index: int) -> 
     mix = np.clip(g0 + (g1 - g0) * level + d.mix_jitter * smooth_field([d.seed, 3], d.field_length_mm)(xy), 0.0, 1.0)
     snr = d.snr * np.exp(d.snr_spread * smooth_field([d.seed, 4], d.field_length_mm)(xy)) if d.snr_spread else np.full(len(k), d.snr)
     phi = np.stack([smooth_field([d.seed, 5, b], d.weight_length_mm)(xy) for b in range(d.n_basis)], axis=1)
+    if d.roi_channel_share > 0:  # unit-variance ROI patterns mixed in at constant total variance
+        if not 0 < d.roi_channel_share <= 1:
+            raise DataError(f"synthetic brain: roi_channel_share must be in [0, 1], not {d.roi_channel_share}")
+        roi_pattern = np.random.default_rng([d.seed, 9]).standard_normal((n_roi, d.n_basis))
+        phi = math.sqrt(1 - d.roi_channel_share) * phi + math.sqrt(d.roi_channel_share) * roi_pattern[k]
     if d.sheet == "3d":
         z = d.fold_mm * np.sin(2 * np.pi * xy[:, 0] / d.fold_period_mm)
     elif d.sheet == "2d":
