@@ -173,7 +173,8 @@ class Store:
             {"metric": "string", "roi": "string", "unit": "string", "value": "float64"})
         with self._write() as con:
             jid = job["job_id"]
-            for table in ("scores", "selections", "unit_scores", "artifacts", "jobs"):
+            # analyses of an earlier fit of this job (harness analyze) describe a model that is being replaced
+            for table in ("scores", "selections", "unit_scores", "artifacts", "clusters", "channel_images", "jobs"):
                 con.execute(f"DELETE FROM {table} WHERE job_id = ?", [jid])
             con.register("job_df", job_df)
             con.execute(
