@@ -7,7 +7,8 @@ Model (all truth in :class:`~harness_datasets.synthetic_brain.GroundTruth`)
 -----------------------------------------------------------------------------
 * **Sheet.** ``len(rois)`` ROIs, ordered (e.g. V1 → V2 → V4 → IT), lie side by side as
   bands ``roi_width_mm`` wide along x of a ``sheet_height_mm`` tall cortical sheet;
-  ``sheet="3d"`` folds it (z = fold_mm · sin(2π x / fold_period_mm)). Each subject samples
+  ``sheet="3d"`` folds it (z = fold_mm · sin(2π x / fold_period_mm)); ``roi_layout="mixed"``
+  spreads every ROI over the whole sheet instead (intermixed, like cell types in one patch). Each subject samples
   ``voxels_per_roi`` voxel positions uniformly per band (own seed per subject); the
   *fields* below depend on ``seed`` only, so all subjects share one brain template.
   Voxel coordinates (mm) are the voxel table's ``x, y, z``.
@@ -85,6 +86,8 @@ class SyntheticArgs(PluginArgs):
     rois: tuple[str, ...] = ("V1", "V2", "V4", "IT")
     voxels_per_roi: int = 50
     sheet: Literal["2d", "3d"] = "2d"
+    #: "bands": ROIs side by side; "mixed": ROIs intermixed over the whole sheet (position says nothing of ROI)
+    roi_layout: Literal["bands", "mixed"] = "bands"
     roi_width_mm: float = 10.0
     sheet_height_mm: float = 10.0
     depth_range: tuple[float, float] = (0.0, 1.0)

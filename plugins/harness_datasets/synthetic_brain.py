@@ -40,6 +40,9 @@ class BrainDesign:
     rois: tuple[str, ...] = ("V1", "V2", "V4", "IT")
     voxels_per_roi: int = 50
     sheet: str = "2d"  #: "2d": z = 0; "3d": the sheet is folded, z = fold_mm · sin(2π x / fold_period_mm)
+    #: "bands": ROIs side by side along x; "mixed": every ROI's voxels spread over the whole sheet, intermixed
+    #: (ROI membership carries no position: what a clustering of coordinates alone cannot recover)
+    roi_layout: str = "bands"
     roi_width_mm: float = 10.0
     sheet_height_mm: float = 10.0
     fold_mm: float = 3.0
@@ -200,7 +203,12 @@ def sample_positions(d: BrainDesign, subject_index: int) -> tuple[np.ndarray, np
     rng = np.random.default_rng([d.seed, 1, subject_index])
     k = np.repeat(np.arange(len(d.rois)), d.voxels_per_roi)
     ut = rng.uniform(0.0, 1.0, (len(k), 2))
-    xy = np.stack([(k + ut[:, 0]) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    if d.roi_layout == "bands":
+        xy = np.stack([(k + ut[:, 0]) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    elif d.roi_layout == "mixed":  # u spans the whole sheet's width, so retinotopy stays continuous across it
+        xy = np.stack([ut[:, 0] * len(d.rois) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    else:
+        raise DataError(f"synthetic brain: roi_layout must be 'bands' or 'mixed', not {d.roi_layout!r}")
     return xy, k, ut
 
 
@@ -212,7 +220,7 @@ def voxel_truth(d: BrainDesign, layers: tuple[str, ...], subject_index: int) -> 
     # retinotopy: RF centre follows the within-ROI position, mirrored in every other ROI
     # so the map is continuous across ROI borders (as at the V1/V2 border)
     span = 1.0 - 2.0 * d.rf_margin
-    u = np.where(k % 2 == 0, ut[:, 0], 1.0 - ut[:, 0])
+    u = np.where((k % 2 == 0) | (d.roi_layout == "mixed"), ut[:, 0], 1.0 - ut[:, 0])
     rf_x = d.rf_margin + span * u
     rf_y = d.rf_margin + span * ut[:, 1]
     ecc = np.hypot(rf_x - 0.5, rf_y - 0.5) / 0.5
