@@ -3,9 +3,10 @@
 Procedure as published: a kernel on the units × channels readout weights, k-means with many
 clusters (1 000, or fewer when there are fewer units), then Ward agglomeration of the k-means
 centroids down to the requested number of clusters. The kernel trick is made explicit with a
-Nyström feature map (scikit-learn), so k-means runs in the kernel's feature space; the default
-cosine kernel compares *which* channels a unit reads, not how strongly (readout scale mostly
-tracks a unit's SNR). Everything is scikit-learn's, seeded.
+Nyström feature map (scikit-learn), so k-means runs in the kernel's feature space. Default: an
+RBF kernel with the median-distance bandwidth (on the synthetic brain it recovered the planted
+ROIs best: ARI 0.76 vs 0.68 for cosine, tests/test_analyses.py); ``cosine`` compares only *which*
+channels a unit reads, not how strongly. Everything is scikit-learn's, seeded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ KERNELS = ("cosine", "rbf", "linear")
 class ClusterParams:
     k: int = 20
     n_kmeans: int = 1000
-    kernel: str = "cosine"
+    kernel: str = "rbf"
     seed: int = 0
 
     def name(self) -> str:
@@ -40,10 +41,11 @@ def kernel_features(x: np.ndarray, kernel: str, seed: int = 0) -> np.ndarray:
     if kernel == "linear":
         return x
     kw = {}
-    if kernel == "rbf":  # bandwidth: the median squared distance between rows (scale-free)
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1) if len(x) <= 2000 else None
-        med = float(np.median(d2[np.triu_indices(len(x), 1)])) if d2 is not None else float(x.var(0).sum() * 2)
-        kw["gamma"] = 1.0 / max(med, 1e-12)
+    if kernel == "rbf":  # bandwidth: the median squared distance between rows (of a 2 000-row sample; scale-free)
+        rng = np.random.default_rng(seed)
+        s = x if len(x) <= 2000 else x[rng.choice(len(x), 2000, replace=False)]
+        d2 = ((s[:, None, :] - s[None, :, :]) ** 2).sum(-1)
+        kw["gamma"] = 1.0 / max(float(np.median(d2[np.triu_indices(len(s), 1)])), 1e-12)
     n_comp = min(len(x), 1000)
     return Nystroem(kernel=kernel, n_components=n_comp, random_state=seed, **kw).fit_transform(x)
 
