@@ -1,23 +1,39 @@
 """`harness analyze clusters|channels` as a user meets it: after `harness run`, rows in the database, PNGs on disk,
-one-line errors, reruns that replace rather than duplicate."""
+one-line errors, reruns that replace rather than duplicate.
+
+In-process (typer's CliRunner) rather than subprocesses: each `python -m harness` pays torch's import again.
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from tests.test_cli import cli
+from harness.cli import app
+from harness.errors import HarnessError
+
+
+def cli(*args: str, env: dict[str, str]) -> SimpleNamespace:
+    """Like the console script: exit code 0, or the HarnessError's code with its one line on stderr."""
+    r = CliRunner().invoke(app, list(args), catch_exceptions=True)
+    if isinstance(r.exception, HarnessError):
+        return SimpleNamespace(returncode=r.exception.exit_code, stdout=r.output, stderr=str(r.exception))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.output, stderr="")
 
 pytest.importorskip("timm")
 pytest.importorskip("sklearn")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("cli_analyze")
     reg = tmp / "registry.yaml"
     reg.write_text(yaml.safe_dump({
@@ -30,12 +46,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "datasets": {"brain": {"plugin": "synthetic_voxels", "args": {
             "backbone": "rn", "n_stimuli": 60, "image_size": 32, "n_subjects": 1, "voxels_per_roi": 6}}},
     }))
-    e = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
-    e = {**e, "HARNESS_HOME": str(tmp / "home"), "HARNESS_DB": str(tmp / "lb.duckdb"), "HARNESS_REGISTRY": str(reg),
+    e = {"HARNESS_HOME": str(tmp / "home"), "HARNESS_DB": str(tmp / "lb.duckdb"), "HARNESS_REGISTRY": str(reg),
          "HARNESS_CONFIG": str(tmp / "none.toml"), "HF_HUB_OFFLINE": "1"}
-    r = cli("run", "-b", "rn", "-H", "ft,ridge", "-d", "brain", env=e)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return e
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("HARNESS_DATA_ROOT", raising=False)
+        for k, v in e.items():
+            mp.setenv(k, v)
+        r = cli("--quiet", "run", "-b", "rn", "-H", "ft,ridge", "-d", "brain", env=e)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield e
 
 
 def _q(env: dict[str, str], sql: str) -> list[tuple]:
