@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import typer
 
-from harness.cli import _factory, _show, console
+from harness.board import render
+from harness.cli import _factory, console
 from harness.errors import HarnessError
 
 analyze_app = typer.Typer(help="Analyses of fitted heads (Yang, Gee & Shi 2024): channel clusters and channel images.",
@@ -119,7 +120,7 @@ def clusters_cmd(
                           "round(mean_layer_depth, 3) AS mean_layer_depth, roi_counts FROM cluster_summary "
                           "WHERE job_id = ? AND analysis = ? ORDER BY cluster", [fit.job_id, p.name()])
     summary["roi_counts"] = summary["roi_counts"].map(lambda m: ", ".join(f"{k}:{v}" for k, v in dict(m).items()))
-    _show(summary, f"clusters {p.name()} of job {fit.job_id} ({backbone} × {head} × {dataset}/{fit.subject})")
+    render(summary, f"clusters {p.name()} of job {fit.job_id} ({backbone} × {head} × {dataset}/{fit.subject})", console)
     if ari is not None:
         console.print(f"adjusted Rand index vs the {n_rois} ROIs: {ari:.3f}")
 
@@ -185,5 +186,5 @@ def channels_cmd(
         con.register("img_df", df)
         con.execute("INSERT INTO channel_images SELECT job_id, target, stimulus, path, peak_x, peak_y, explained::JSON, "
                     "created_at FROM img_df")
-    _show(df[["stimulus", "path", "peak_x", "peak_y"]], f"channel images of {target} ({fit.job_id})")
+    render(df[["stimulus", "path", "peak_x", "peak_y"]], f"channel images of {target} ({fit.job_id})", console)
     console.print("explained variance of the readout PCs: " + ", ".join(f"{v:.2f}" for v in res.explained))
