@@ -18,7 +18,7 @@ of one set is subject k of the other (they come from two studies), so no subject
 used: every target subject is predicted by the same model RDM.
 
 Scores: the registry's ``algonauts_r2`` metric (mean over subjects of squared Spearman r,
-% of the lower noise ceiling, bootstrap CI); Δ vs rsa (transfer) with a paired bootstrap CI
+% of the upper noise ceiling as the devkit, bootstrap CI); Δ vs rsa (transfer) with a paired bootstrap CI
 over target subjects. Stage weights: share of the embedding's variance per stage with 95 %
 CIs across channels and across seeds.
 

@@ -292,7 +292,7 @@ def leaderboard(
 
 
 #: columns `harness leaderboard` shows by default (all with --wide)
-_ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "raw", "ci_low", "ci_high",
+_ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "images", "raw", "ci_low", "ci_high",
               "normalised", "ceiling", "n_subjects", "task", "base", "delta_raw", "slope", "r2")
 
 
@@ -341,6 +341,7 @@ def cache_clear(key: Annotated[str | None, typer.Argument(help="Key prefix; all 
 # Sub-commands that live in their own modules register here (one import line each).
 import harness.cli_data  # noqa: E402  (harness data status|fetch|ceiling)
 import harness.cli_finetune  # noqa: E402,F401  (harness finetune)
+import harness.cli_export  # noqa: E402,F401  (harness export)
 from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
 
 app.add_typer(weights_app, name="weights")

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, Score
+from harness import model_rdms
+from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, RDMTargets, Score
 from harness.errors import HarnessError
 from harness.factory import Factory
 from harness.plan import Job, Plan
@@ -71,6 +72,15 @@ def score_rows(job_id: str, subject: str, scores: list[Score]) -> list[dict[str,
 def unit_score_rows(job_id: str, scores: list[Score]) -> list[dict[str, Any]]:
     return [{"job_id": job_id, "metric": s.metric, "roi": s.roi, "unit": str(u), "value": float(v)}
             for s in scores for u, v in s.units.items()]
+
+
+def job_protocol(out: HeadOutput, targets: Any) -> dict[str, str | None]:
+    """``images``/``subjects``: held_out | seen. Voxel heads fit train images and score test images of the same
+    subject; RDM heads say what they did (``info['protocol']``), and one that does not counts as having seen both."""
+    if isinstance(targets, RDMTargets):
+        p = out.info.get("protocol") or {"images": "seen", "subjects": "seen"}
+        return {"images": p.get("images"), "subjects": p.get("subjects")}
+    return {"images": "held_out", "subjects": "seen"}
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -175,6 +185,9 @@ class Runner:
             return
         n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
         row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
+        row.update(job_protocol(out, targets))
+        if isinstance(targets, RDMTargets) and out.model_rdms:
+            row["model_rdms"] = model_rdms.save(f.settings.home, out.model_rdms, targets)
         self.store.write_job(row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
                              unit_score_rows(job.job_id, scores))
         summary.done += 1

@@ -172,10 +172,17 @@ class Store:
             jid = job["job_id"]
             for table in ("scores", "selections", "unit_scores", "jobs"):
                 con.execute(f"DELETE FROM {table} WHERE job_id = ?", [jid])
+            for col in ("images", "subjects", "model_rdms"):  # migration 004: protocol and predicted-RDM link
+                if col not in job_df:
+                    job_df[col] = None
+            job_df[["images", "subjects", "model_rdms"]] = job_df[["images", "subjects", "model_rdms"]].astype("string")
             con.register("job_df", job_df)
             con.execute(
-                "INSERT INTO jobs SELECT job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, "
-                "config::JSON, random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at FROM job_df"
+                "INSERT INTO jobs (job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, config, "
+                "random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at, images, subjects, "
+                "model_rdms) SELECT job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, "
+                "config::JSON, random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at, images, "
+                "subjects, model_rdms FROM job_df"
             )
             if len(sdf):
                 con.register("score_df", sdf)
