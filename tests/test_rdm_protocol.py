@@ -198,3 +198,45 @@ def test_an_interval_that_misses_its_estimate_says_why() -> None:
     assert _ci_note(0.5, 0.1, 0.9, "stimuli") is None
     assert "Schütt" in _ci_note(0.00155, 0.00079, 0.00150, "stimuli")
     assert _ci_note(0.3, 0.31, 0.4, "subjects") is not None
+
+
+# ----------------------------------------------------------------------------- heads follow the folds
+class _Tokens:
+    """A token store stand-in: two layers of random local maps (``N×C×1×1``)."""
+
+    def __init__(self, feats: dict[str, np.ndarray]) -> None:
+        self.feats = feats
+        self.layers = tuple(feats)
+
+    def local(self, layer: str) -> np.ndarray:
+        return self.feats[layer][:, :, None, None]
+
+    def global_(self, layer: str) -> np.ndarray:
+        return self.feats[layer]
+
+
+def test_rsa_head_chooses_its_layer_on_the_training_images_only() -> None:
+    """Set A (trained on) follows layer L1, set B (predicted) follows L0: the head must pick L1, not peek at B."""
+    from harness_heads.rsa_head import RSAArgs as HeadArgs
+    from harness_heads.rsa_head import RSAHead
+
+    from harness.contracts import HeadInput, Stimuli
+
+    rng = np.random.default_rng(3)
+    feats = {"L0": rng.standard_normal((30, 8)), "L1": rng.standard_normal((30, 8))}
+    a, b = np.arange(12), np.arange(12, 30)
+
+    def subj(layer: str, idx: np.ndarray) -> np.ndarray:
+        clean = _rdm(feats[layer][idx])
+        return np.stack([clean + 0.01 * (lambda e: e + e.T)(rng.standard_normal(clean.shape)) * (1 - np.eye(len(idx)))
+                         for _ in range(4)])
+
+    t = RDMTargets(rdms={"A/IT": subj("L1", a), "B/IT": subj("L0", b)}, subject_ids=["w", "x", "y", "z"],
+                   stimulus_idx={"A/IT": a, "B/IT": b},
+                   folds=[RDMFold(roi="B/IT", test=np.arange(18), train={"A/IT": np.arange(12)}, subjects="held_out")])
+    t.validate(30, "toy")
+    stim = Stimuli(ids=tuple(map(str, range(30))), load=lambda i: None, digest="x")  # type: ignore[arg-type,return-value]
+    out = RSAHead(HeadArgs(), None).fit_predict(HeadInput(targets=t, stimuli=stim, tokens=_Tokens(feats)))  # type: ignore[arg-type]
+    assert [s["layer"] for s in out.selections] == ["L1"]
+    assert set(out.model_rdms) == {"B/IT"} and out.info["protocol"] == {"images": "held_out", "subjects": "held_out"}
+    np.testing.assert_allclose(out.model_rdms["B/IT"][2], _rdm(feats["L1"][b]), atol=1e-12)
