@@ -10,6 +10,7 @@ checksum are recorded while it is written and checked before the entry is truste
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -85,7 +86,8 @@ class TokenStore:
         if problem:
             integrity.quarantine(self.path, problem)
             return False
-        integrity.write_stamp(self.path, names)
+        with contextlib.suppress(OSError):  # a read-only cache verifies again next time, nothing worse
+            integrity.write_stamp(self.path, names)
         return True
 
 

@@ -8,8 +8,9 @@ checksum, computed while the file is written (no second read). Opening an entry 
 is used whose files changed since they were last verified (``verified.json`` holds the size and
 modification time each file had then, so an untouched entry costs no read).
 
-xxh3-128 rather than hashlib's blake2b: same job (catch accidental damage, not forgery), about 25x
-the throughput (``benchmarks/bench_checksum.py``), so ``cache verify`` over gigabytes takes seconds.
+xxh3-128 rather than hashlib's blake2b: same job (catch accidental damage, not forgery), 11-25x the
+throughput on this machine (``benchmarks/bench_checksum.py``), so ``cache verify`` over gigabytes takes
+seconds rather than minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
+
+from harness import pids
 
 log = logging.getLogger("harness.cache")
 
@@ -119,27 +122,17 @@ def quarantine(entry: Path, problem: str) -> Path | None:
         os.replace(entry, dest)
     except FileNotFoundError:  # another process moved it first
         return None
-    except OSError:
+    except OSError:  # e.g. no room for the move: remove it instead; a read-only cache keeps it, untrusted
         shutil.rmtree(entry, ignore_errors=True)
         dest = None
-    log.warning("token cache entry %s: %s; quarantined%s, it will be extracted again", entry, problem,
-                f" to {dest}" if dest else " (removed)")
+    where = f"quarantined to {dest}" if dest else "could not be moved (read-only cache?)" if entry.exists() else "removed"
+    log.warning("token cache entry %s: %s; %s, it will be extracted again", entry, problem, where)
     return dest
 
 
 def tmp_name(key: str) -> str:
     """Name of the folder an entry is written into before it is renamed into place."""
     return f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}-{socket.gethostname()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale(root: Path) -> list[Path]:
@@ -154,7 +147,7 @@ def clean_stale(root: Path) -> list[Path]:
     removed = []
     for p in root.iterdir():
         m = _TMP.match(p.name)
-        if not m or (m["host"] not in (None, host)) or _pid_alive(int(m["pid"])):
+        if not m or (m["host"] not in (None, host)) or pids.alive(int(m["pid"])):
             continue
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)

@@ -11,13 +11,19 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from harness.console import console, err_console, styled, text_column
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.factory import Factory
+    from harness.plan import Plan
+    from harness.runner import RunSummary
+    from harness.store import Store
 
 app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -194,8 +200,6 @@ def run(
     everything: Everything = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
-    from rich.progress import BarColumn, Progress, TimeElapsedColumn
-
     from harness.extract import resolve_device
     from harness.store import Store
 
@@ -230,7 +234,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _run_plan(p, f, store, dev: str):
+def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
     """Run the plan with progress bars on stderr; the summary comes back for printing."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
