@@ -103,7 +103,7 @@ def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:
 
 def test_second_run_on_same_db_is_refused(setup) -> None:
     f, store = setup
-    with store.run_lock(), pytest.raises(RunLockedError, match="another harness run is writing"):
+    with Store(store.path).run_lock(), pytest.raises(RunLockedError, match="another harness run is writing"):
         Runner(f, store).run(make_plan(f, heads=["rsa"]))
 
 
