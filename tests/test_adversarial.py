@@ -282,6 +282,7 @@ def test_view_follows_an_edited_registry_argument(tmp_path: Path, harness_env: P
     assert len(jobs) == 2 and jobs.raw[0] == pytest.approx(local) and jobs.raw[1] == pytest.approx(glob)
     assert local != pytest.approx(glob)  # the two configurations really differ, so an average would show
     # editing the data (a new digest) replaces the dataset's rows the same way
+    original = (algo / "rdms.npz").read_bytes()
     with np.load(algo / "rdms.npz") as z:
         rdms = {k: z[k] for k in z.files}
     rdms["IT"] = rdms["IT"][:, ::-1, ::-1].copy()
@@ -290,8 +291,11 @@ def test_view_follows_an_edited_registry_argument(tmp_path: Path, harness_env: P
     newest = store.query("SELECT c.raw FROM jobs JOIN scores c USING (job_id) WHERE c.roi = 'IT' "
                          "AND c.metric = 'r2' AND c.subject = '' ORDER BY started_at DESC LIMIT 1").raw[0]
     assert flipped == pytest.approx(newest) and len(store.query("SELECT * FROM jobs")) == 3
-    # reverting the argument brings the earlier job back without rerunning it
     assert len(store.query("SELECT * FROM current_jobs")) == 1
+    # reverting argument and data brings the first job back (it is done already: nothing reruns)
+    (algo / "rdms.npz").write_bytes(original)
+    reg["heads"]["rsa"]["args"]["features"] = "local"
+    assert run_and_read(reg) == pytest.approx(local) and len(store.query("SELECT * FROM jobs")) == 3
 
 
 def test_current_jobs_compares_configs_not_names(env: Path) -> None:
