@@ -121,7 +121,7 @@ class Runner:
                     spec = self.factory.catalog.get(e.kind, e.plugin).spec
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
                                     "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
-                                    "config": configs[e.name]}
+                                    "config": configs[e.name], "tags": list(e.tags)}
         self.store.upsert_entries(list(seen.values()))
 
     def _run_group(self, ds_name: str, bb_name: str, jobs: list[Job], summary: RunSummary) -> None:

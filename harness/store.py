@@ -188,13 +188,14 @@ class Store:
         # the configuration as it enters the job id (see leaderboards/current_jobs.sql); None if unknown
         df["config"] = [None if c is None else json.dumps(c, sort_keys=True, default=str)
                         for c in (df["config"] if "config" in df else [None] * len(df))]
+        df["tags"] = df["tags"].map(list) if "tags" in df else [[] for _ in range(len(df))]
         with self._write() as con:
             con.register("new_entries", df)
             con.execute("DELETE FROM entries WHERE name IN (SELECT name FROM new_entries)")
             con.execute(
                 "INSERT INTO entries (name, kind, plugin, plugin_version, random_init, parent, args, meta, updated_at, "
-                "config) SELECT name, kind, plugin, plugin_version, random_init, parent, args::JSON, meta::JSON, now(), "
-                "config::JSON FROM new_entries"
+                "config, tags) SELECT name, kind, plugin, plugin_version, random_init, parent, args::JSON, meta::JSON, "
+                "now(), config::JSON, tags::VARCHAR[] FROM new_entries"
             )
 
     def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]],
