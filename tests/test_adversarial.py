@@ -358,7 +358,7 @@ def test_brackets_in_db_path_and_errors(env: Path, monkeypatch, capsys) -> None:
     for bad in NASTY:
         code, _, err = cli(monkeypatch, capsys, "list", "--kind", bad)
         assert code == 2 and repr(bad) in err, err
-        code, _, err = cli(monkeypatch, capsys, "leaderboard", "--view", bad)
+        code, _, err = cli(monkeypatch, capsys, "--db", str(env / "lb.duckdb"), "leaderboard", "--view", bad)
         assert code == 2 and repr(bad) in err, err
 
 
