@@ -4,8 +4,8 @@ Defaults are sized so that ``harness run --all`` stays affordable on a CPU (at m
 150 epochs with early stopping, entropy decay over 75 epochs, local tokens pooled to
 8 × 8 as in the paper's code); the paper's schedule (decay over 6 000 steps) is the
 ``factortopy_paper`` entry.
-Seeds are fixed; on CUDA, grid_sample's backward accumulates with atomics, so GPU
-runs agree only to float rounding.
+Seeds are fixed; on CUDA, reductions may run in a different order from run to run, so
+GPU runs agree only to float rounding.
 
 Voxel coordinates come from the voxel table's ``x, y, z``. Data without them (e.g.
 single neurons) get free per-voxel selectors under ``topology: auto`` — the

@@ -121,7 +121,7 @@ class FactorTopyNet(ChunkedVoxelModel):
         return torch.softmax(self.selectors("layer", vox), dim=-1)
 
     def space(self, vox: slice) -> torch.Tensor:
-        """``Vc × K × 2`` grid_sample coordinates in [−1, 1] (x, y)."""
+        """``Vc × K × 2`` sampling coordinates in [−1, 1] (x, y), as grid_sample's."""
         n = vox.stop - vox.start
         if self.space_mode == "learned":
             return torch.tanh(self.selectors("space", vox)).view(n, self.space_samples, 2)
@@ -136,7 +136,7 @@ class FactorTopyNet(ChunkedVoxelModel):
     # ------------------------------------------------------------------ forward
     def shared(self, batch: list[LayerTokens]) -> list[torch.Tensor]:
         """Aligned tokens: per group of layers with one grid, their local maps stacked on channels
-        (``N × (L_g·D) × H × W``, so one grid_sample call samples them all), then the global tokens ``L×N×D``."""
+        (``N × (L_g·D) × H × W``, so one bilinear matrix samples them all), then the global tokens ``L×N×D``."""
         local = [a(t.local) for a, t in zip(self.align_local, batch, strict=True)]  # N×D×H×W each
         glob = torch.stack([a(t.global_) for a, t in zip(self.align_global, batch, strict=True)])  # L×N×D
         if self.space_mode == "mean":
