@@ -17,7 +17,6 @@ Selections table conventions (``HeadOutput.selections`` rows):
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +28,7 @@ from harness.artifacts import MODELS_DIR, save_tensors
 from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
 from harness.errors import DataError
 from harness_heads.token_source import Parts, TokenSource
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, fit, predict
+from harness_heads.training import ChunkedVoxelModel, Schedule, TrainArgs, fit, no_regulariser, predict
 
 
 @dataclass
@@ -79,8 +78,8 @@ class TrainedVoxelHead(Head):
     def describe(self, model: ChunkedVoxelModel, layers: tuple[str, ...]) -> Selections:
         ...
 
-    def reg_schedule(self) -> Callable[[int], float]:
-        return lambda step: 0.0
+    def reg_schedule(self) -> Schedule:
+        return no_regulariser
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {}
