@@ -100,7 +100,7 @@ def ensure_tokens(
     a float16 layer is an error rather than a silent ``inf``.
     """
     key = tokens_key(backbone, stimuli, precision, max_grid)
-    hit = cache.get(key)
+    hit = cache.open(key)  # a damaged entry is quarantined and reads as a miss: extracted again below
     if hit is not None:
         if progress:
             progress(len(stimuli), len(stimuli))
@@ -135,7 +135,7 @@ def view_tokens(
     key = token_key(view=view.key(), weights=backbone.weights_digest(), preprocess=backbone.preprocess.model_dump(),
                     layers=list(backbone.layers), stimuli=stimuli.digest, precision=precision)
     n = view.n_rows(len(stimuli))
-    hit = cache.get(key)
+    hit = cache.open(key)  # checksums verified, as for plain tokens: a damaged entry is extracted again
     if hit is not None:
         if progress:
             progress(n, n)

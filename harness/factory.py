@@ -84,7 +84,8 @@ class Factory:
         cls.spec.check_requirements(f"entry {entry.name!r} ({cls.spec.kind} plugin {cls.spec.id!r})")
         args = validate_args(entry, cls)
         ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
-                           stimuli_for=self.stimuli_of, plugin_class=self.catalog.get)
+                           stimuli_for=self.stimuli_of, plugin_class=self.catalog.get,
+                           dataset_for=self.dataset)
         return cls(args, ctx)
 
     def build_as(self, entry: RegistryEntry, kind: type[P]) -> P:

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from harness import __version__
-from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, Score
+from harness import __version__, model_rdms
+from harness.cache import TokenCache, TokenStore
+from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, RDMTargets, Score
 from harness.errors import HarnessError
 from harness.factory import Factory
 from harness.plan import Job, Plan
@@ -73,6 +74,15 @@ def unit_score_rows(job_id: str, scores: list[Score]) -> list[dict[str, Any]]:
             for s in scores for u, v in s.units.items()]
 
 
+def job_protocol(out: HeadOutput, targets: Any) -> dict[str, str | None]:
+    """``images``/``subjects``: held_out | seen. Voxel heads fit train images and score test images of the same
+    subject; RDM heads say what they did (``info['protocol']``), and one that does not counts as having seen both."""
+    if isinstance(targets, RDMTargets):
+        p = out.info.get("protocol") or {"images": "seen", "subjects": "seen"}
+        return {"images": p.get("images"), "subjects": p.get("subjects")}
+    return {"images": "held_out", "subjects": "seen"}
+
+
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -88,6 +98,8 @@ class Runner:
         self._run_id = summary.run_id
         with self.store.run_lock():
             self.store.migrate()
+            self.store.mark_killed_runs()
+            TokenCache(self.factory.settings.cache_dir).clean_stale()
             self.store.start_run(summary.run_id, argv, __version__, self.factory.device)
             finished = self.store.finished_jobs()
             status = "failed"
@@ -114,12 +126,14 @@ class Runner:
     def _record_entries(self, plan: Plan) -> None:
         seen: dict[str, dict[str, Any]] = {}
         for j in plan.jobs:
+            configs = {j.backbone.name: j.config["backbone"], j.head.name: j.config["head"],
+                       j.dataset.name: j.config["dataset"], **j.config["metrics"]}
             for e in (j.backbone, j.head, j.dataset, *j.metrics):
                 if e.name not in seen:
                     spec = self.factory.catalog.get(e.kind, e.plugin).spec
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
                                     "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
-                                    "tags": list(e.tags)}
+                                    "config": configs[e.name], "tags": list(e.tags)}
         self.store.upsert_entries(list(seen.values()))
 
     def _run_group(self, ds_name: str, bb_name: str, jobs: list[Job], summary: RunSummary) -> None:
@@ -176,10 +190,17 @@ class Runner:
             log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
             self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0, started)
             return
+        if isinstance(tokens, TokenStore) and not tokens.trusted():  # files changed while the job ran
+            self._write_failed(job, summary, f"token cache entry {tokens.path} was damaged while this job ran "
+                               "(quarantined); rerun to extract it again", time.perf_counter() - t0)
+            return
         n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
         row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
+        row.update(job_protocol(out, targets))
+        if isinstance(targets, RDMTargets) and out.model_rdms:
+            row["model_rdms"] = model_rdms.save(f.settings.home, out.model_rdms, targets)
         self.store.write_job(row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
-                             unit_score_rows(job.job_id, scores))
+                             unit_score_rows(job.job_id, scores), out.artifacts)
         summary.done += 1
         self.progress(job.label, 1, 1)
 

@@ -1,7 +1,7 @@
 """The ``harness`` command line: one module per command group, plus the groups plugins add.
 
 Core groups: :mod:`.listing` (list), :mod:`.run` (plan, run), :mod:`.results`
-(leaderboard, sql), :mod:`.cache`, :mod:`.data`, :mod:`.weights`. Installed plugins add
+(leaderboard, sql), :mod:`.export`, :mod:`.analyze`, :mod:`.cache`, :mod:`.data`, :mod:`.weights`. Installed plugins add
 theirs through the ``harness_cli`` hook (e.g. ``harness finetune``). Shared state —
 global options, consoles, settings, the factory — is in :mod:`.context`.
 
@@ -20,8 +20,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from harness.cli import cache, data, listing, results, run, weights
+from harness.cli import analyze, cache, data, export, listing, results, run, weights
 from harness.cli.context import err_console, options
+from harness.console import styled
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -91,11 +92,12 @@ def build_app(catalog: Catalog | None = None) -> typer.Typer:
     app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
                       pretty_exceptions_enable=False, add_completion=False, cls=Root)
     app.callback()(_global)
-    for group in (listing.app, run.app, results.app):  # top-level commands
+    for group in (listing.app, run.app, results.app, export.app):  # top-level commands
         app.add_typer(group)
     app.add_typer(cache.app, name="cache")
     app.add_typer(data.app, name="data")
     app.add_typer(weights.app, name="weights")
+    app.add_typer(analyze.app, name="analyze")
     return app
 
 
@@ -106,8 +108,16 @@ def main() -> None:
     try:
         app()
     except HarnessError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        err_console.print(styled("red", "error:", f" {exc}"), soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished jobs are saved; rerun to resume")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exc:  # typer turns Ctrl-C into Exit(130) before it reaches us
+        if exc.code == 130:
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted: finished jobs are saved; rerun to resume", highlight=False)
+    sys.exit(130)

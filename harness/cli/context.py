@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
+
+from harness.console import console
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from harness.factory import Factory
     from harness.settings import Settings
     from harness.store import Store
-
-console = Console(width=max(160, Console().width))
-err_console = Console(stderr=True)
-
 
 @dataclass
 class Options:

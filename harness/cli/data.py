@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.context import console, err_console, open_factory, options
+from harness.console import styled, text_column
 from harness.errors import HarnessError
 
 app = typer.Typer(help="Brain data: status, fetch (public sets), noise ceilings.", no_args_is_help=True)
@@ -54,7 +55,7 @@ def status_cmd() -> None:
         except HarnessError as exc:
             reason = str(exc)
         reason = None if reason is None else reason.split(" (expected")[0]
-        t.add_row(e.name, e.plugin, "[green]present[/green]" if reason is None else f"[yellow]missing[/yellow]: {reason}",
+        t.add_row(e.name, e.plugin, styled("green", "present") if reason is None else styled("yellow", "missing", f": {reason}"),
                   folder, fetch)
     console.print(t)
 
@@ -92,11 +93,10 @@ def fetch_cmd(
         BarColumn,
         DownloadColumn,
         Progress,
-        TextColumn,
         TransferSpeedColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    with Progress(text_column("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console, disable=options.quiet, transient=True) as prog:
         tasks: dict[str, Any] = {}
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.context import console, err_console, open_factory
+from harness.console import styled
 from harness.errors import HarnessError
 
 app = typer.Typer()
@@ -31,7 +32,7 @@ def list_cmd(kind: Annotated[str | None, typer.Option("--kind", "-k", help="back
                   status, spec.summary)
     console.print(t)
     for name, err in catalog.broken.items():
-        err_console.print(f"[red]plugin {name!r} failed to load:[/red] {err}", highlight=False)
+        err_console.print(styled("red", f"plugin {name!r} failed to load:", f" {err}"), highlight=False)
     e = Table(title="registry entries")
     for col in ("kind", "name", "plugin", "random_init", "source"):
         e.add_column(col)

@@ -8,11 +8,14 @@ import typer
 from rich.table import Table
 
 from harness.cli.context import console, err_console, open_factory, options, split
+from harness.console import styled, text_column
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.factory import Factory
     from harness.plan import Plan
+    from harness.runner import RunSummary
+    from harness.store import Store
 
 app = typer.Typer()
 
@@ -79,13 +82,10 @@ def run(
     everything: Everything = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from harness.cli.context import settings
     from harness.extract import resolve_device
     from harness.factory import ExtractionOptions
     from harness.plan import derived_selection
-    from harness.runner import Runner, argv_string
 
     s = settings()
     dev = resolve_device(device or s.device)
@@ -96,12 +96,36 @@ def run(
     tasks = split(finetune) or []
     if tasks:  # each base backbone followed by its derived (fine-tuned) backbones
         backbone, ft_skips = derived_selection(f.registry, tasks, split(backbone))
-    p = make_selected_plan(f, all_, backbone, head, dataset, metric, everything)
-    p.skipped.extend(ft_skips)
-    if not options.quiet:
-        print_skips(p)
     store = f.store()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with store.run_lock():  # before planning: a second run on the same database stops at once
+        p = make_selected_plan(f, all_, backbone, head, dataset, metric, everything)
+        p.skipped.extend(ft_skips)
+        if not options.quiet or not p.jobs:
+            print_skips(p)
+        p.require_jobs()
+        summary = _run_plan(p, f, store, dev)
+    if not options.quiet:
+        console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
+                      f"{len(summary.failed)} failed → {f.settings.db}", highlight=False)
+        for label, err in summary.failed:
+            console.print(styled("red", "failed", f" {label}: {err}"), highlight=False)
+        if summary.done or summary.cached:
+            from harness import board
+
+            board.render_first_screen(board.query_board(store), console)
+            if tasks:
+                console.print(f"derived − base per head, dataset and ROI: harness finetune --deltas --task {','.join(tasks)}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
+    """Run the plan with progress bars on stderr; the summary comes back for printing."""
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+    from harness.runner import Runner, argv_string
+
+    with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, disable=options.quiet, transient=False) as prog:
         overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
         bars: dict[str, int] = {}
@@ -118,17 +142,4 @@ def run(
                 prog.update(overall, description=f"jobs on {dev}: {label}")
 
         f.progress = on_extract
-        summary = Runner(f, store, progress=on_job).run(p, argv=argv_string())
-    if not options.quiet:
-        console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
-                      f"{len(summary.failed)} failed → {f.settings.db}")
-        for label, err in summary.failed:
-            console.print(f"[red]failed[/red] {label}: {err}")
-        if summary.done or summary.cached:
-            from harness import board
-
-            board.render_first_screen(board.query_board(store), console)
-            if tasks:
-                console.print(f"derived − base per head, dataset and ROI: harness finetune --deltas --task {','.join(tasks)}")
-    if summary.failed:
-        raise typer.Exit(1)
+        return Runner(f, store, progress=on_job).run(p, argv=argv_string())

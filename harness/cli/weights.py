@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.context import console, open_factory
+from harness.console import styled
 from harness.errors import HarnessError
 
 app = typer.Typer(help="Pretrained weights of the registered backbones.", no_args_is_help=True)
@@ -62,7 +63,7 @@ def status_cmd(
         t.add_column(col)
     style = {AVAILABLE: "green", MISSING: "red", RANDOM: "yellow"}
     for r in shown:
-        t.add_row(r.entry, r.plugin, r.family, f"[{style[r.status]}]{r.status}[/]",
+        t.add_row(r.entry, r.plugin, r.family, styled(style[r.status], r.status),
                   r.detail if r.status != MISSING else "see below")
     console.print(t)
     for r in shown:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from harness.cli.context import console, err_console, open_factory, options, split, store
+from harness.console import text_column
 from harness.errors import HarnessError
 
 _RECIPE = "Recipe (defaults: FactorTopy §4.4)"
@@ -45,7 +46,7 @@ def finetune_cmd(
     deltas: Annotated[bool, typer.Option("--deltas", help="Print finetune_deltas for --task (after `harness run --finetune TASK`), then exit.")] = False,
 ) -> None:
     """Fine-tune backbone(s) on a labelled task; the result is a derived backbone every head can use."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
     from harness.extract import resolve_device
     from harness_finetune.pipeline import finetune_backbone
@@ -80,8 +81,8 @@ def finetune_cmd(
         f.registry.get(name, "backbone")
     reports = []
     for name in names:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+        with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
+                      text_column("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
                       disable=options.quiet) as prog:
             bar = prog.add_task(f"finetune {name} on {t.id} ({dev})", total=cfg.steps, loss="-")
 

@@ -26,6 +26,7 @@ import torch
 
 from harness.errors import DataError
 from harness.kit.fetch import sha256_file
+from harness.pids import alive as _alive
 
 log = logging.getLogger("harness")
 
@@ -192,13 +193,3 @@ class DerivedStore:
         m = _read_manifest(final)
         assert m is not None
         return m
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
