@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from harness.console import console
+from harness.console import console, err_console  # noqa: F401  (re-exported: every command prints through these)
 
 if TYPE_CHECKING:
     import pandas as pd
