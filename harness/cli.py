@@ -194,15 +194,23 @@ def run(
     precision: Annotated[str | None, typer.Option(help="auto, fp32 or bf16 (autocast) extraction; auto: bf16 on CUDA, and on CPU for families measured accurate (r ≥ 0.999) and faster.")] = None,
     finetune: Annotated[list[str] | None, typer.Option("--finetune", help="Cross base backbones (-b, default all) with their derived backbones fine-tuned on TASK; prints finetune_deltas.")] = None,
     everything: Everything = False,
+    executor: Annotated[str | None, typer.Option(help="local (this process) or ray [env HARNESS_EXECUTOR].")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port; unset starts a local one [env HARNESS_RAY_ADDRESS].")] = None,
+    cpus_per_job: Annotated[float | None, typer.Option(help="CPUs each Ray task requests (default 1) [env HARNESS_CPUS_PER_JOB].")] = None,
+    gpus_per_job: Annotated[float | None, typer.Option(help="GPUs each Ray task requests (default 0; fractions share a card) [env HARNESS_GPUS_PER_JOB].")] = None,
+    split_heads: Annotated[bool | None, typer.Option("--split-heads/--no-split-heads", help="One task per head after one extraction task per dataset × backbone [env HARNESS_SPLIT_HEADS].")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph with each task's resources; run nothing.")] = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.extract import resolve_device
+    from harness.executors import options
     from harness.runner import Runner, argv_string
     from harness.store import Store
 
-    dev = resolve_device(device)
+    eo = options.resolve(_settings(), executor, address, cpus_per_job, gpus_per_job, split_heads,
+                         batch_size_given=batch_size is not None)
+    dev = options.device_for(eo, device)
     f = _factory(device=dev, random_init=random_init, batch_size=batch_size, precision=precision)
     ft_skips: list = []
     if finetune:  # each base backbone followed by its derived (fine-tuned) backbones: see harness/cli_finetune.py
@@ -214,9 +222,15 @@ def run(
     if not state.quiet:
         _print_skips(p)
     store = Store(f.settings.db)
+    ex = options.make_executor(eo)
+    if dry_run:  # see harness/cli_executor.py
+        from harness.cli_executor import show_task_graph
+
+        show_task_graph(ex, p, store, console)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, disable=state.quiet, transient=False) as prog:
-        overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
+        overall = prog.add_task(f"jobs on {dev}" + (f" via {ex.name}" if ex.name != "local" else ""), total=len(p.jobs))
         tasks: dict[str, int] = {}
 
         def on_extract(label: str, done: int, total: int) -> None:
@@ -231,7 +245,7 @@ def run(
                 prog.update(overall, description=f"jobs on {dev}: {label}")
 
         f.progress = on_extract
-        summary = Runner(f, store, progress=on_job).run(p, argv=argv_string())
+        summary = Runner(f, store, progress=on_job, executor=ex).run(p, argv=argv_string())
     if not state.quiet:
         console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
                       f"{len(summary.failed)} failed → {f.settings.db}")

@@ -19,7 +19,7 @@ from typing import Any
 from harness import __version__
 from harness.executors.base import Executor
 from harness.executors.local import LocalExecutor
-from harness.executors.work import JobResult, plan_units
+from harness.executors.work import JobResult
 from harness.factory import Factory
 from harness.plan import Plan
 from harness.store import Store
@@ -60,7 +60,7 @@ class Runner:
                 self._record_entries(plan)
                 todo = [j for j in plan.jobs if j.job_id not in finished]
                 summary.cached = len(plan.jobs) - len(todo)
-                units = plan_units(todo, self.executor.split_heads)
+                units = self.executor.units(todo)
                 self.executor.run(self.factory, units, lambda r: self._write(r, summary),
                                   on_start=lambda j: self.progress(j.label, 0, 1))
                 status = "done"

@@ -35,8 +35,10 @@ class Executor(Protocol):
 
     #: also the ``--executor`` value
     name: str
-    #: split a dataset × backbone group into one unit per head (after one extraction unit)
-    split_heads: bool
+
+    def units(self, jobs: Sequence[Job]) -> list[WorkUnit]:
+        """How this executor groups the jobs still to do into units (see ``plan_units``)."""
+        ...
 
     def run(self, factory: Factory, units: Sequence[WorkUnit], write: WriteFn, on_start: StartFn | None = None) -> None:
         """Compute every unit and call ``write`` for each of its jobs; Ctrl-C stops it, leaving written jobs."""

@@ -6,14 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.executors.base import StartFn, TaskInfo, WriteFn
-from harness.executors.work import WorkUnit, run_unit
+from harness.executors.work import WorkUnit, plan_units, run_unit
 from harness.factory import Factory
+from harness.plan import Job
 
 
 @dataclass
 class LocalExecutor:
     name: str = "local"
     split_heads: bool = False
+
+    def units(self, jobs: Sequence[Job]) -> list[WorkUnit]:
+        """Runs of neighbouring jobs, in plan order: exactly the loop this runner always had."""
+        return plan_units(jobs, self.split_heads, consecutive=True)
 
     def run(self, factory: Factory, units: Sequence[WorkUnit], write: WriteFn, on_start: StartFn | None = None) -> None:
         for unit in units:

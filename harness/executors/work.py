@@ -76,16 +76,27 @@ class JobResult:
         return self.row["error"]
 
 
-def plan_units(jobs: Iterable[Job], split_heads: bool = False) -> list[WorkUnit]:
-    """Consecutive jobs of one dataset × backbone form a group (the planner emits them grouped).
-    ``split_heads``: one unit per head, after an ``extract`` unit, so a big group spreads over workers."""
+def plan_units(jobs: Iterable[Job], split_heads: bool = False, consecutive: bool = False) -> list[WorkUnit]:
+    """Jobs of one dataset × backbone form a group, in order of first appearance; ``consecutive`` groups only
+    runs of neighbouring jobs (the planner emits dataset → head → backbone, so that is one head per group: the
+    local loop's order, where the token cache links the groups). ``split_heads``: one unit per head after an
+    ``extract`` unit, so a big group spreads over workers."""
+    runs = [(k, list(it)) for k, it in itertools.groupby(jobs, key=lambda j: (j.dataset.name, j.backbone.name))]
+    if not consecutive:
+        gathered: dict[tuple[str, str], list[Job]] = {}
+        for k, js in runs:
+            gathered.setdefault(k, []).extend(js)
+        runs = list(gathered.items())
     units: list[WorkUnit] = []
-    for (ds, bb), it in itertools.groupby(jobs, key=lambda j: (j.dataset.name, j.backbone.name)):
-        group = tuple(it)
+    seen: dict[str, int] = {}
+    for (ds, bb), group in runs:
         base = f"{ds}/{bb}"
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:  # the same pair again later in a consecutive plan
+            base = f"{base}#{seen[base]}"
         heads = list(dict.fromkeys(j.head.name for j in group))
         if not split_heads or len(heads) < 2:
-            units.append(WorkUnit(base, ds, bb, group))
+            units.append(WorkUnit(base, ds, bb, tuple(group)))
             continue
         units.append(WorkUnit(f"{base}/extract", ds, bb, kind="extract"))
         for h in heads:
