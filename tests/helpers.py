@@ -70,12 +70,18 @@ class GatedRidge(RidgeHead):
 
     def fit_predict(self, data: HeadInput) -> HeadOutput:
         gate = Path(self.args.gate)
-        (gate / f"started-{os.getpid()}-{time.monotonic_ns()}").write_text(str(os.getpid()))
+        name = f"started-{os.getpid()}-{time.monotonic_ns()}"
+        (gate / f".{name}").write_text(str(os.getpid()))
+        (gate / f".{name}").rename(gate / name)  # whole or absent for a test polling the folder
         deadline = time.monotonic() + self.args.wait_s
-        while not (gate / "go").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gate {gate} never opened")
-            time.sleep(0.05)
+        try:
+            while not (gate / "go").exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gate {gate} never opened")
+                time.sleep(0.05)
+        except KeyboardInterrupt:  # how Ray cancels a running task (without force)
+            (gate / f"cancelled-{os.getpid()}").touch()
+            raise
         return super().fit_predict(data)
 
 
@@ -85,3 +91,16 @@ class HelperPlugins:
     @hookimpl
     def harness_plugins(self) -> list[type]:
         return [TinyCNN, GatedRidge]
+
+
+#: the object an entry point names to make the test plugins visible to a `harness` subprocess
+HELPER_PLUGINS = HelperPlugins()
+
+
+def plugin_site(root: Path) -> Path:
+    """A folder that, put on PYTHONPATH, registers :data:`HELPER_PLUGINS` as an installed ``harness`` plugin."""
+    dist = root / "harness_test_helpers-0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-test-helpers\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[harness]\ntest_helpers = tests.helpers:HELPER_PLUGINS\n")
+    return root

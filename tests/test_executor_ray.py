@@ -26,7 +26,7 @@ from harness.runner import Runner
 from harness.settings import load_settings
 from harness.store import Store
 from tests.fixtures import algonauts_folder
-from tests.helpers import HelperPlugins
+from tests.helpers import HelperPlugins, plugin_site
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'harness[ray]')")
 
@@ -82,7 +82,7 @@ def factory(tmp: Path) -> Factory:
     catalog = build_catalog(*make_manager(extra_plugins=[HelperPlugins()]))
     settings = load_settings().with_overrides(registry=path, home=tmp / "home")
     return Factory(catalog=catalog, registry=load_registry(catalog, path), settings=settings,
-                   extraction=ExtractionOptions(batch_size=16, max_grid=8))
+                   extraction=ExtractionOptions())  # the CLI's defaults: same job ids from both
 
 
 def tables(db: Path) -> dict[str, pd.DataFrame]:
@@ -174,19 +174,44 @@ def test_worker_killed_mid_job_is_retried_and_matches_local(cluster: str, local_
     (gate / "go").unlink()
 
 
-def test_ctrl_c_cancels_tasks_keeps_whole_jobs_and_resumes(cluster: str, local_run: tuple[Path, Path]) -> None:
+def test_killed_driver_and_ctrl_c_leave_whole_jobs_and_resume(cluster: str, local_run: tuple[Path, Path]) -> None:
+    """A driver killed with -9 (its own process, joined to the cluster), then a resumed run interrupted by Ctrl-C
+    while both workers are inside a job, then a resume to the end: the local leaderboard, bit for bit."""
     tmp, local_db = local_run
     gate = tmp / "gate"
     for p in gate.glob("started-*"):
         p.unlink()
-    db = tmp / "interrupted.duckdb"
+    db = tmp / "resumed.duckdb"
+    # the driver: `harness run --all --executor ray --address HOST:PORT` in its own process, joining the cluster;
+    # the test plugins are visible to it through an entry point (tests.helpers.plugin_site)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(plugin_site(tmp / "site")), str(REPO)]), HF_HUB_OFFLINE="1",
+               HARNESS_REGISTRY=str(tmp / "registry.yaml"), HARNESS_HOME=str(tmp / "home"), HARNESS_DB=str(db),
+               HARNESS_CONFIG=str(tmp / "none.toml"))
+    drv = subprocess.Popen([sys.executable, "-m", "harness", "run", "--all", "--executor", "ray", "--address", cluster],
+                           cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:  # the failing jobs come first in the plan: they are committed, then both workers block in the gate
+        wait_for(lambda: len(started(gate)) >= 2 or drv.poll() is not None, what="the driver's tasks to start")
+        assert drv.poll() is None, drv.stderr.read().decode() if drv.stderr else ""
+        wait_for(lambda: db.exists() and len(Store(db).query("SELECT job_id FROM jobs")) == 2,
+                 what="the failing jobs to be committed")
+    finally:
+        drv.kill()
+        drv.wait(30)
+    s = Store(db)
+    (argv, status), = s.query("SELECT argv, status FROM runs").values.tolist()
+    assert status == "running" and "--executor ray" in argv  # killed, never finished
+    assert s.query("SELECT status, count(*) AS n FROM jobs GROUP BY ALL").values.tolist() == [["failed", 2]]
+    wait_for(lambda: not any(alive(p) for p in started(gate)), timeout=60, what="the dead driver's tasks to end")
+
+    for p in gate.glob("started-*"):
+        p.unlink()
     f = factory(tmp)
     blocked: list[int] = []
 
-    def interrupt() -> None:  # both workers blocked inside a job, the two failing jobs committed: Ctrl-C
+    def interrupt() -> None:  # both workers blocked inside a job: Ctrl-C
         wait_for(lambda: len(started(gate)) >= 2, what="two workers inside the gated head")
         blocked.extend(started(gate))
-        time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)
 
     th = threading.Thread(target=interrupt, daemon=True)
@@ -194,53 +219,12 @@ def test_ctrl_c_cancels_tasks_keeps_whole_jobs_and_resumes(cluster: str, local_r
     with pytest.raises(KeyboardInterrupt):
         Runner(f, Store(db), executor=RayExecutor()).run(make_plan(f))
     th.join(5)
-    s = Store(db)
-    assert s.query("SELECT status FROM runs")["status"].tolist() == ["interrupted"]
+    assert s.query("SELECT status FROM runs ORDER BY started_at")["status"].tolist() == ["running", "interrupted"]
     assert s.query("SELECT count(*) AS n FROM jobs WHERE dataset = 'syn'")["n"][0] == 0  # no half group
-    wait_for(lambda: not any(alive(p) for p in blocked), timeout=30, what="cancelled tasks' workers to exit")
+    # the blocked jobs were interrupted inside their workers (which stay for the next run)
+    wait_for(lambda: all((gate / f"cancelled-{p}").exists() for p in blocked), timeout=30, what="cancellation")
+
     (gate / "go").touch()
-    summary = Runner(f, Store(db), executor=RayExecutor()).run(make_plan(f))
-    assert summary.done == 8
-    assert_same(local_db, db)
-    (gate / "go").unlink()
-
-
-DRIVER = """
-import sys
-from pathlib import Path
-from tests.test_executor_ray import factory
-from harness.executors.ray_cluster import RayExecutor
-from harness.plan import make_plan
-from harness.runner import Runner
-from harness.store import Store
-tmp, db, address = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-f = factory(tmp)
-Runner(f, Store(db), executor=RayExecutor(address=address)).run(make_plan(f))
-"""
-
-
-def test_killed_driver_resumes(cluster: str, local_run: tuple[Path, Path]) -> None:
-    tmp, local_db = local_run
-    gate = tmp / "gate"
-    for p in gate.glob("started-*"):
-        p.unlink()
-    db = tmp / "killed.duckdb"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    drv = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp), str(db), cluster], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: len(started(gate)) >= 2 or drv.poll() is not None, what="the driver's tasks to start")
-        assert drv.poll() is None, drv.stderr.read().decode() if drv.stderr else ""
-        wait_for(lambda: db.exists() and len(Store(db).query("SELECT job_id FROM jobs")) >= 2,
-                 what="the failing jobs to be committed")
-    finally:
-        drv.kill()
-        drv.wait(30)
-    s = Store(db)
-    assert s.query("SELECT status FROM runs")["status"].tolist() == ["running"]  # killed, never finished
-    assert s.query("SELECT count(*) AS n FROM jobs WHERE dataset = 'syn'")["n"][0] == 0
-    (gate / "go").touch()
-    f = factory(tmp)
     summary = Runner(f, Store(db), executor=RayExecutor()).run(make_plan(f))
     assert summary.done == 8
     assert_same(local_db, db)

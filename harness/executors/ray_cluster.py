@@ -6,8 +6,8 @@ and fill the token cache under the shared ``HARNESS_HOME``, and *return* the job
 each job in one transaction as it would locally, so ``harness sql`` works during a Ray run as during a
 local one. A worker that dies mid-task (OOM killer, preempted node, ``kill -9``) makes Ray rerun the task
 (``max_retries``); nothing of the lost attempt reached the database, so no row is duplicated or missing.
-Ctrl-C cancels every submitted task (``force``: their worker processes are killed) and leaves the jobs
-already committed. Ray is imported only here, and only when this executor runs.
+Ctrl-C cancels every submitted task (those still running a few seconds later have their worker
+processes killed) and leaves the jobs already committed. Ray is imported only here, and only when this executor runs.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ class RayExecutor:
     #: reruns of a task whose worker died (system failures only: a raising job is recorded, not retried)
     max_retries: int = 3
     name: str = "ray"
+    #: seconds a cancelled task gets to stop by itself before its worker process is killed
+    cancel_grace_s: float = 5.0
     #: extra ``ray.init`` keywords when this executor starts Ray itself (tests: ``num_cpus=2``)
     init_kwargs: dict[str, Any] | None = None
 
@@ -127,9 +129,20 @@ class RayExecutor:
                     for result in self._results(ray, ref, groups[ref]):
                         write(result)
         except BaseException:
-            for ref in by_uid.values():
-                ray.cancel(ref, force=True, recursive=True)
+            self._cancel(ray, list(by_uid.values()))
             raise
+
+    def _cancel(self, ray: Any, refs: list[Any]) -> None:
+        """Interrupt every task (a KeyboardInterrupt inside it: the worker survives for the next run); kill the
+        workers of those still running after ``cancel_grace_s`` (stuck in native code), or at a second Ctrl-C."""
+        for ref in refs:
+            ray.cancel(ref, force=False)
+        try:
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=self.cancel_grace_s)
+        except KeyboardInterrupt:
+            running = refs
+        for ref in running:
+            ray.cancel(ref, force=True)
 
     @staticmethod
     def _results(ray: Any, ref: Any, unit: WorkUnit) -> list[JobResult]:
