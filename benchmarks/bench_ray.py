@@ -1,7 +1,7 @@
 """Ray executor vs the local loop on one plan, and how a run's makespan scales with the number of workers.
 
-Part 1 (measured): one 24-job plan (random-init MobileNetV2 × 4 synthetic brains × 3 ridge heads × 2
-subjects; token cache warmed first, so both sides fit and score only) through
+Part 1 (measured): one 24-job plan (random-init MobileNetV2 × 4 synthetic brains of 60 images × 3 ridge
+heads × 2 subjects; token cache warmed first, so both sides fit and score only) through
   local       : the local executor (this process, one job after another)
   ray, 1 slot : Ray on a local 2-CPU instance, each task requesting 2 CPUs (one at a time: same work as
                 local, so (ray - local) / jobs is the per-job scheduling overhead: task submission, worker
@@ -52,10 +52,10 @@ def plan_registry(root: Path) -> Path:
         "heads": {"ridge2": {"plugin": "ridge", "args": {**ridge, "pool": 2}},
                   "ridge4": {"plugin": "ridge", "args": {**ridge, "pool": 4}},
                   "ridge_cat": {"plugin": "ridge", "args": {**ridge, "pool": 2, "layer_mode": "concat"}}},
-        "metrics": {"pearson": {"plugin": "pearson", "args": {"n_boot": 50}}},
+        "metrics": {"pearson": {"plugin": "pearson", "args": {"n_boot": 20}}},
         "datasets": {f"syn{i}": {"plugin": "synthetic_voxels",
-                                 "args": {"backbone": "mnv2_rand", "n_stimuli": 120, "voxels_per_roi": 25,
-                                          "n_subjects": 2, "image_size": 64, "seed": i}} for i in range(4)},
+                                 "args": {"backbone": "mnv2_rand", "n_stimuli": 60, "voxels_per_roi": 10,
+                                          "n_subjects": 2, "image_size": 32, "seed": i}} for i in range(4)},
     }
     path = root / "registry.yaml"
     path.write_text(yaml.safe_dump(reg))
@@ -73,6 +73,7 @@ def timed_run(f: Factory, db: Path, executor: object) -> float:
     t0 = time.perf_counter()
     summary = Runner(f, Store(db), executor=executor).run(make_plan(f))  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
+    print(f"  ({db.stem}: {wall:.1f} s)", flush=True)
     if summary.failed or summary.done != 24:
         raise SystemExit(f"plan did not complete: {summary.done} done, failed {summary.failed[:2]}")
     return wall
