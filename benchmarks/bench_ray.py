@@ -1,7 +1,8 @@
 """Ray executor vs the local loop on one plan, and how a run's makespan scales with the number of workers.
 
-Part 1 (measured): one 24-job plan (random-init MobileNetV2 × 4 synthetic brains of 60 images × 3 ridge
-heads × 2 subjects; token cache warmed first, so both sides fit and score only) through
+Part 1 (measured): one 24-job plan (random-init MobileNetV2 × 4 synthetic brains of 40 images × 3 ridge
+heads on small features × 2 subjects: short jobs, so the overhead shows; the token cache is warmed first,
+so every timed run fits and scores only) through
   local       : the local executor (this process, one job after another)
   ray, 1 slot : Ray on a local 2-CPU instance, each task requesting 2 CPUs (one at a time: same work as
                 local, so (ray - local) / jobs is the per-job scheduling overhead: task submission, worker
@@ -49,12 +50,12 @@ def plan_registry(root: Path) -> Path:
     reg = {
         "plugin_entries": False,
         "backbones": {"mnv2_rand": {"plugin": "torchvision", "random_init": True}},
-        "heads": {"ridge2": {"plugin": "ridge", "args": {**ridge, "pool": 2}},
-                  "ridge4": {"plugin": "ridge", "args": {**ridge, "pool": 4}},
-                  "ridge_cat": {"plugin": "ridge", "args": {**ridge, "pool": 2, "layer_mode": "concat"}}},
+        "heads": {"ridge_global": {"plugin": "ridge", "args": {**ridge, "features": "global"}},
+                  "ridge_pool1": {"plugin": "ridge", "args": {**ridge, "pool": 1}},
+                  "ridge_cat": {"plugin": "ridge", "args": {**ridge, "features": "global", "layer_mode": "concat"}}},
         "metrics": {"pearson": {"plugin": "pearson", "args": {"n_boot": 20}}},
         "datasets": {f"syn{i}": {"plugin": "synthetic_voxels",
-                                 "args": {"backbone": "mnv2_rand", "n_stimuli": 60, "voxels_per_roi": 10,
+                                 "args": {"backbone": "mnv2_rand", "n_stimuli": 40, "voxels_per_roi": 10,
                                           "n_subjects": 2, "image_size": 32, "seed": i}} for i in range(4)},
     }
     path = root / "registry.yaml"

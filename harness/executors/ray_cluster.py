@@ -67,8 +67,8 @@ def _error_of(exc: BaseException) -> str:
 
 @dataclass
 class RayExecutor:
-    #: ``None`` starts a local Ray instance for this run (or joins $RAY_ADDRESS); ``auto`` or ``ray://host:port``
-    #: joins a running cluster
+    #: ``None``: Ray's default (joins $RAY_ADDRESS or a cluster `ray start` started on this machine, else starts
+    #: a local instance for this run); ``auto``, ``host:port`` or ``ray://host:port`` join a running cluster
     address: str | None = None
     cpus_per_job: float = 1.0
     gpus_per_job: float = 0.0
