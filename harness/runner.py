@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import __version__
+from harness.cache import TokenCache
 from harness.executors.base import Executor
 from harness.executors.local import LocalExecutor
 from harness.executors.work import JobResult
@@ -53,6 +54,8 @@ class Runner:
         self._run_id = summary.run_id
         with self.store.run_lock():
             self.store.migrate()
+            self.store.mark_killed_runs()
+            TokenCache(self.factory.settings.cache_dir).clean_stale()
             self.store.start_run(summary.run_id, argv, __version__, self.factory.device)
             finished = self.store.finished_jobs()
             status = "failed"
@@ -74,12 +77,14 @@ class Runner:
     def _record_entries(self, plan: Plan) -> None:
         seen: dict[str, dict[str, Any]] = {}
         for j in plan.jobs:
+            configs = {j.backbone.name: j.config["backbone"], j.head.name: j.config["head"],
+                       j.dataset.name: j.config["dataset"], **j.config["metrics"]}
             for e in (j.backbone, j.head, j.dataset, *j.metrics):
                 if e.name not in seen:
                     spec = self.factory.catalog.get(e.kind, e.plugin).spec
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
                                     "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
-                                    "tags": list(e.tags)}
+                                    "config": configs[e.name], "tags": list(e.tags)}
         self.store.upsert_entries(list(seen.values()))
 
     def _write(self, result: JobResult, summary: RunSummary) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, Score
+from harness import model_rdms
+from harness.cache import TokenStore
+from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, RDMTargets, Score
 from harness.errors import HarnessError
 from harness.factory import Factory
 from harness.plan import Job
@@ -150,6 +152,15 @@ def job_row(job: Job, status: str, error: str | None, wall: float, started: dt.d
             "finished_at": now()}
 
 
+def job_protocol(out: HeadOutput, targets: Any) -> dict[str, str | None]:
+    """``images``/``subjects``: held_out | seen. Voxel heads fit train images and score test images of the same
+    subject; RDM heads say what they did (``info['protocol']``), and one that does not counts as having seen both."""
+    if isinstance(targets, RDMTargets):
+        p = out.info.get("protocol") or {"images": "seen", "subjects": "seen"}
+        return {"images": p.get("images"), "subjects": p.get("subjects")}
+    return {"images": "held_out", "subjects": "seen"}
+
+
 def failed_result(job: Job, error: str, wall: float) -> JobResult:
     return JobResult(job, job_row(job, "failed", error, wall, now(), None, None))
 
@@ -225,7 +236,13 @@ def run_job(f: Factory, job: Job, dataset: Dataset, stimuli: Any, backbone: Back
     except Exception as exc:
         log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
         return failed_result(job, one_line(exc), time.perf_counter() - t0)
+    if isinstance(tokens, TokenStore) and not tokens.trusted():  # files changed while the job ran
+        return failed_result(job, f"token cache entry {tokens.path} was damaged while this job ran "
+                             "(quarantined); rerun to extract it again", time.perf_counter() - t0)
     n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
     row = job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)
+    row.update(job_protocol(out, targets))
+    if isinstance(targets, RDMTargets) and out.model_rdms:
+        row["model_rdms"] = model_rdms.save(f.settings.home, out.model_rdms, targets)
     return JobResult(job, row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
                      unit_score_rows(job.job_id, scores))

@@ -17,7 +17,6 @@ Selections table conventions (``HeadOutput.selections`` rows):
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,7 +26,7 @@ import torch
 from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
 from harness.errors import DataError
 from harness_heads.token_source import Parts, TokenSource
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, fit, predict
+from harness_heads.training import ChunkedVoxelModel, Schedule, TrainArgs, fit, no_regulariser, predict
 
 
 @dataclass
@@ -77,8 +76,8 @@ class TrainedVoxelHead(Head):
     def describe(self, model: ChunkedVoxelModel, layers: tuple[str, ...]) -> Selections:
         ...
 
-    def reg_schedule(self) -> Callable[[int], float]:
-        return lambda step: 0.0
+    def reg_schedule(self) -> Schedule:
+        return no_regulariser
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {}
