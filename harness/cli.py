@@ -371,6 +371,9 @@ import harness.cli_export  # noqa: E402,F401  (harness export)
 from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
 
 app.add_typer(weights_app, name="weights")
+from harness.cli_analyze import analyze_app  # noqa: E402  (harness analyze clusters|channels)
+
+app.add_typer(analyze_app, name="analyze")
 
 
 def main() -> None:

@@ -42,6 +42,8 @@ class BuildContext:
     tokens_for: Callable[[str, Stimuli], TokenStore] | None = None
     #: lets a dataset reuse another registry dataset's stimuli (e.g. a synthetic brain on real images)
     stimuli_for: Callable[[str], Stimuli] | None = None
+    #: lets a dataset wrap another registry dataset (e.g. a training-set subsample for data-scaling curves)
+    dataset_for: Callable[[str], Dataset] | None = None
 
     @property
     def random_init(self) -> bool:
@@ -357,6 +359,9 @@ class HeadOutput:
     #: long table of extra selections: unit, roi, selector, layer, layer_index, weight, value
     selections: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: files the head saved for later analysis, name → path (e.g. ``"model"``: the fitted weights as a
+    #: content-addressed safetensors file); the runner links them to the job in the ``artifacts`` table
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 class Head(Plugin):

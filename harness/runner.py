@@ -90,7 +90,7 @@ class Runner:
     def _write(self, result: JobResult, summary: RunSummary) -> None:
         """The one writer: each job's rows in one transaction, whichever process computed them."""
         self.store.write_job({**result.row, "run_id": self._run_id}, result.scores, result.selections,
-                             result.unit_scores)
+                             result.unit_scores, result.artifacts)
         if result.failed:
             summary.failed.append((result.job.label, result.error or ""))
         else:

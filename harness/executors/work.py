@@ -68,6 +68,8 @@ class JobResult:
     scores: list[dict[str, Any]] = field(default_factory=list)
     selections: list[dict[str, Any]] = field(default_factory=list)
     unit_scores: list[dict[str, Any]] = field(default_factory=list)
+    #: name → path of files the head saved (content-addressed, under HARNESS_HOME)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -245,4 +247,4 @@ def run_job(f: Factory, job: Job, dataset: Dataset, stimuli: Any, backbone: Back
     if isinstance(targets, RDMTargets) and out.model_rdms:
         row["model_rdms"] = model_rdms.save(f.settings.home, out.model_rdms, targets)
     return JobResult(job, row, score_rows(job.job_id, job.subject, scores), selection_rows(job.job_id, out),
-                     unit_score_rows(job.job_id, scores))
+                     unit_score_rows(job.job_id, scores), dict(out.artifacts or {}))

@@ -14,13 +14,15 @@ single neurons) get free per-voxel selectors under ``topology: auto`` — the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from harness_heads.trained_head import PreparedData, Selections, TrainedVoxelHead
 from harness_heads.training import ChunkedVoxelModel, Schedule, TrainArgs, linear_decay
 from pydantic import Field
 
+from harness.analysis.readout import ChannelReadout, ReadsChannels
 from harness.errors import DataError
 from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, VOXELS, PluginSpec
 from harness_factortopy.model import (
@@ -34,6 +36,9 @@ from harness_factortopy.model import (
     selector_outputs,
 )
 from harness_factortopy.positional import sinusoidal_encoding
+
+if TYPE_CHECKING:
+    from harness.cache import TokenStore
 
 
 class FactorTopyArgs(TrainArgs):
@@ -63,7 +68,7 @@ class FactorTopyArgs(TrainArgs):
     pe_max_wavelength: float = Field(4.0, gt=0)
 
 
-class FactorTopyHead(TrainedVoxelHead):
+class FactorTopyHead(TrainedVoxelHead, ReadsChannels):
     spec = PluginSpec(
         id="factortopy",
         kind="head",
@@ -110,3 +115,8 @@ class FactorTopyHead(TrainedVoxelHead):
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {"topology": self._topology_used}
+
+    def channel_readout(self, model_file: Path, tokens: TokenStore) -> ChannelReadout:
+        from harness_factortopy.fitted import fitted_readout
+
+        return fitted_readout(model_file, tokens, FactorTopyArgs)

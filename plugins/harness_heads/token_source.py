@@ -228,6 +228,17 @@ class TokenSource:
             out.append(LayerTokens(local=loc, global_=glob))
         return out
 
+    def stats(self) -> dict[str, torch.Tensor]:
+        """The standardisation statistics, ``tokens.<layer index>.{local,global}_{mu,sd}``: saved with a
+        fitted model so an analysis can feed it tokens exactly as training did."""
+        out: dict[str, torch.Tensor] = {}
+        for i, d in enumerate(self._data):
+            for name in ("local_mu", "local_sd", "global_mu", "global_sd"):
+                t = getattr(d, name)
+                if t is not None:
+                    out[f"tokens.{i}.{name}"] = t
+        return out
+
     @property
     def n_rows(self) -> int:
         """Stimuli addressable by :meth:`batch` (the dataset's stimulus count)."""
