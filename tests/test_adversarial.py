@@ -427,10 +427,10 @@ def test_run_lock_sees_through_symlinks(tmp_path: Path) -> None:
 
 
 def test_run_lock_is_taken_before_planning(env: Path, monkeypatch, capsys) -> None:
-    import harness.cli
+    import harness.cli.run
 
     planned = []
-    monkeypatch.setattr(harness.cli, "_plan", lambda *a, **k: planned.append(1) or Plan())
+    monkeypatch.setattr(harness.cli.run, "make_selected_plan", lambda *a, **k: planned.append(1) or Plan())
     with Store(env / "lb.duckdb").run_lock():
         code, _, err = cli(monkeypatch, capsys, "run", "--all")
     assert code == 4 and "another harness run" in err and planned == []
@@ -456,11 +456,11 @@ def test_yaml_errors_keep_position_and_reject_duplicates(tmp_path: Path) -> None
 
 
 def test_ctrl_c_says_how_to_resume(env: Path, monkeypatch, capsys) -> None:
-    import harness.cli
+    import harness.cli.run
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.cli, "_factory", interrupted)
+    monkeypatch.setattr(harness.cli.run, "open_factory", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--all")
     assert code == 130 and "interrupted" in err and "rerun to resume" in err

@@ -12,6 +12,7 @@ from harness.console import styled, text_column
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
+    from harness.executors.base import Executor
     from harness.factory import Factory
     from harness.plan import Plan
     from harness.runner import RunSummary
@@ -80,15 +81,23 @@ def run(
     precision: Annotated[str | None, typer.Option(help="auto, fp32 or bf16 (autocast) extraction; auto: bf16 on CUDA, and on CPU for families measured accurate (r ≥ 0.999) and faster.")] = None,
     finetune: Annotated[list[str] | None, typer.Option("--finetune", help="Cross base backbones (-b, default all) with the backbones derived from them for TASK (registry `parent` + `meta.task`).")] = None,
     everything: Everything = False,
+    executor: Annotated[str | None, typer.Option(help="local (this process) or ray [env HARNESS_EXECUTOR].")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port; unset starts a local one [env HARNESS_RAY_ADDRESS].")] = None,
+    cpus_per_job: Annotated[float | None, typer.Option(help="CPUs each Ray task requests (default 1) [env HARNESS_CPUS_PER_JOB].")] = None,
+    gpus_per_job: Annotated[float | None, typer.Option(help="GPUs each Ray task requests (default 0; fractions share a card) [env HARNESS_GPUS_PER_JOB].")] = None,
+    split_heads: Annotated[bool | None, typer.Option("--split-heads/--no-split-heads", help="One task per head after one extraction task per dataset × backbone [env HARNESS_SPLIT_HEADS].")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph with each task's resources; run nothing.")] = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
     from harness.cli.context import settings
-    from harness.extract import resolve_device
+    from harness.executors import options as executor_options
     from harness.factory import ExtractionOptions
     from harness.plan import derived_selection
 
     s = settings()
-    dev = resolve_device(device or s.device)
+    eo = executor_options.resolve(s, executor, address, cpus_per_job, gpus_per_job, split_heads,
+                                  batch_size_given=batch_size is not None)
+    dev = executor_options.device_for(eo, device or s.device)
     extraction = ExtractionOptions(**{k: v for k, v in (("batch_size", batch_size), ("precision", precision))
                                       if v is not None})
     f = open_factory(device=dev, random_init=random_init, extraction=extraction)
@@ -102,8 +111,14 @@ def run(
         p.skipped.extend(ft_skips)
         if not options.quiet or not p.jobs:
             print_skips(p)
+        ex = executor_options.make_executor(eo)
+        if dry_run:
+            from harness.cli.task_graph import show_task_graph
+
+            show_task_graph(ex, p, store, console)
+            return
         p.require_jobs()
-        summary = _run_plan(p, f, store, dev)
+        summary = _run_plan(p, f, store, dev, ex)
     if not options.quiet:
         console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
                       f"{len(summary.failed)} failed → {f.settings.db}", highlight=False)
@@ -119,7 +134,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
+def _run_plan(p: Plan, f: Factory, store: Store, dev: str, ex: Executor) -> RunSummary:
     """Run the plan with progress bars on stderr; the summary comes back for printing."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
@@ -127,7 +142,7 @@ def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
 
     with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, disable=options.quiet, transient=False) as prog:
-        overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
+        overall = prog.add_task(f"jobs on {dev}" + (f" via {ex.name}" if ex.name != "local" else ""), total=len(p.jobs))
         bars: dict[str, int] = {}
 
         def on_extract(label: str, done: int, total: int) -> None:
@@ -142,4 +157,4 @@ def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
                 prog.update(overall, description=f"jobs on {dev}: {label}")
 
         f.progress = on_extract
-        return Runner(f, store, progress=on_job).run(p, argv=argv_string())
+        return Runner(f, store, progress=on_job, executor=ex).run(p, argv=argv_string())
