@@ -114,16 +114,13 @@ def check_extraction(device: str, size: dict[str, Any], table: Table, tmp: Path)
     import yaml
 
     from harness.factory import Factory
-    from harness.plugins import default_catalog
-    from harness.registry import load_registry
     from harness.settings import load_settings
 
     rows = {label: {"plugin": "timm", "random_init": True, "args": {"model": model}}
             for label, model in size["models"].items()}
     path = tmp / "registry.yaml"
     path.write_text(yaml.safe_dump({"plugin_entries": False, "backbones": rows}))
-    f = Factory(catalog=default_catalog(), registry=load_registry(default_catalog(), path),
-                settings=load_settings().with_overrides(registry=path), device=device)
+    f = Factory.open(load_settings().with_overrides(registry=path), device=device)
     b = size["batch"]
     for label in rows:
         bb = f.backbone(label)

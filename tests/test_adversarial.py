@@ -443,16 +443,16 @@ def test_yaml_errors_keep_position_and_reject_duplicates(tmp_path: Path) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text("heads:\n  ridge: {plugin: ridge, args: {alphas: [1, 2}\n")
     with pytest.raises(RegistryError, match=r"bad\.yaml: invalid YAML: line 2, column \d+: "):
-        load_registry(default_catalog(), bad)
+        load_registry(default_catalog(), bad, load_settings())
     dup = tmp_path / "dup.yaml"
     dup.write_text("plugin_entries: false\nheads:\n  r: {plugin: ridge}\n  r: {plugin: rsa}\n")
     with pytest.raises(RegistryError, match=r"dup\.yaml: invalid YAML: line 4, column 3: duplicate key 'r' "
                                             r"\(first at line 3, column 3\)"):
-        load_registry(default_catalog(), dup)
+        load_registry(default_catalog(), dup, load_settings())
     nested = tmp_path / "nested.yaml"
     nested.write_text("plugin_entries: false\nheads:\n  r: {plugin: ridge, args: {pool: 2, pool: 3}}\n")
     with pytest.raises(RegistryError, match="duplicate key 'pool'"):
-        load_registry(default_catalog(), nested)
+        load_registry(default_catalog(), nested, load_settings())
 
 
 def test_ctrl_c_says_how_to_resume(env: Path, monkeypatch, capsys) -> None:

@@ -26,7 +26,6 @@ from harness.contracts import HeadInput, HeadOutput
 from harness.errors import DataError, HarnessError
 from harness.factory import ExtractionOptions, Factory
 from harness.plugins import build_catalog, make_manager
-from harness.registry import load_registry
 from harness.settings import load_settings
 from tests.test_datasets_synthetic import _TestPlugins
 
@@ -53,8 +52,8 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
     path.write_text(yaml.safe_dump(reg))
     catalog = build_catalog(*make_manager(extra_plugins=[_TestPlugins()]))
     settings = load_settings().with_overrides(registry=path, home=tmp / "home")
-    f = Factory(catalog=catalog, registry=load_registry(catalog, path), settings=settings,
-                extraction=ExtractionOptions(batch_size=64, max_grid=16))
+    f = Factory.open(settings, catalog=catalog, registry=path,
+                     extraction=ExtractionOptions(batch_size=64, max_grid=16))
     ds = f.dataset("brain")
     stim = ds.stimuli()
     tokens = f.tokens_for("tiny", stim)

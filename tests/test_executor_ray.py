@@ -21,7 +21,6 @@ import yaml
 from harness.factory import ExtractionOptions, Factory
 from harness.plan import make_plan
 from harness.plugins import build_catalog, make_manager
-from harness.registry import load_registry
 from harness.runner import Runner
 from harness.settings import load_settings
 from harness.store import Store
@@ -81,8 +80,8 @@ def factory(tmp: Path) -> Factory:
         path.write_text(yaml.safe_dump(registry(tmp)))
     catalog = build_catalog(*make_manager(extra_plugins=[HelperPlugins()]))
     settings = load_settings().with_overrides(registry=path, home=tmp / "home")
-    return Factory(catalog=catalog, registry=load_registry(catalog, path), settings=settings,
-                   extraction=ExtractionOptions())  # the CLI's defaults: same job ids from both
+    return Factory.open(settings, catalog=catalog, registry=path,
+                        extraction=ExtractionOptions())  # the CLI's defaults: same job ids from both
 
 
 def tables(db: Path) -> dict[str, pd.DataFrame]:
