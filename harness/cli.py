@@ -341,6 +341,7 @@ def cache_clear(key: Annotated[str | None, typer.Argument(help="Key prefix; all 
 # Sub-commands that live in their own modules register here (one import line each).
 import harness.cli_data  # noqa: E402  (harness data status|fetch|ceiling)
 import harness.cli_finetune  # noqa: E402,F401  (harness finetune)
+import harness.cli_report  # noqa: E402,F401  (harness report)
 from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
 
 app.add_typer(weights_app, name="weights")
