@@ -25,8 +25,10 @@ def report(
     db_only: Annotated[bool, typer.Option("--db-only", help="Never open datasets or the token cache: RDM and brain maps are omitted.")] = False,
 ) -> None:
     """Figures of the results in one HTML file: leaderboard, hierarchy, layer choice, stage weights, fine-tune deltas, RDMs, brain maps."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise HarnessError("harness report needs matplotlib: pip install 'harness[report]'") from None
     matplotlib.use("Agg")
     from harness.report.build import build_report, write_pngs
     from harness.report.html import render

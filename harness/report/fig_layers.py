@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import math
 
 import numpy as np
@@ -60,7 +62,8 @@ def build(ctx: Context) -> Section:
             rois = roi_order(str(dataset), list(p["roi"]), levels)
             layers = p.drop_duplicates("layer_index").sort_values("layer_index")["layer"].tolist()
             grid = p.pivot_table(index="roi", columns="layer", values="mean_weight", aggfunc="sum").reindex(index=rois, columns=layers)
-            image = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            # a (ROI, layer) without a row is a layer none of the ROI's units weighted: 0, not missing
+            image = ax.imshow(grid.fillna(0.0).to_numpy(float), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
             ax.set_yticks(range(len(rois)), rois, fontsize=7)
             ax.set_xticks(range(len(layers)), [str(i) for i in range(len(layers))], fontsize=6)
             ax.set_xlabel("layer (shallow → deep)", fontsize=7)
@@ -134,7 +137,7 @@ def _space(ctx: Context, sec: Section, space: pd.DataFrame, scale: pd.DataFrame,
         sec.data[key] = pd.concat(hist_rows, ignore_index=True)
         sec.data[f"scale:{dataset}:{bb}:{head}"] = pd.DataFrame({"roi": rois, "mean": means, "ci_low": los, "ci_high": his})
         if img is None:
-            notes.append(f"{dataset}: no stimulus available here, heat maps drawn without the background image")
+            notes.append(f"{escape(str(dataset))}: no stimulus available here, heat maps drawn without the background image")
     if ctx.outside is not None:
         sec.outside.append("example stimulus: the dataset's first stimulus, read through its dataset plugin")
     return ("Read-out location panels (heads with a space selector): the share of each ROI's units' read-out points "

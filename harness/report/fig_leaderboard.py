@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from html import escape
 
 import numpy as np
 from matplotlib.lines import Line2D
@@ -73,7 +74,7 @@ def build(ctx: Context) -> Section:
         fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
         sec.plots.append(Plot(str(dataset), fig))
         sec.data[str(dataset)] = pd.concat(plotted, ignore_index=True)
-        captions.append(f"<b>{dataset}</b>: {metric}, {'in % of the noise ceiling' if normalised else 'raw (no ceiling recorded)'}; "
+        captions.append(f"<b>{escape(str(dataset))}</b>: {escape(str(metric))}, {'in % of the noise ceiling' if normalised else 'raw (no ceiling recorded)'}; "
                         f"n = {span(d['n'])} per score (its <code>n</code>: voxels for voxel scores, subjects for RDM scores), averaged over {span(d['n_subjects'])} subject job(s)")
     if not sec.plots:
         return omitted(KEY, TITLE, f"no rows of a primary metric ({', '.join(('pearson.mean', 'algonauts_r2', 'pearson'))})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
@@ -53,7 +55,7 @@ def build(ctx: Context) -> Section:
     for dataset, d in best.groupby("dataset", sort=True):
         targets = ctx.outside.subject_rdms(str(dataset))
         if targets is None:
-            notes.append(f"{dataset}: its data is not available here")
+            notes.append(f"{escape(str(dataset))}: its data is not available here")
             continue
         cats = ctx.outside.categories(str(dataset))
         rois = [r for r in roi_order(str(dataset), list(d["roi"]), levels) if r in targets.rdms]
