@@ -34,6 +34,8 @@ from harness.report.html import render  # noqa: E402
 from harness.report.outside import Outside  # noqa: E402
 from harness.store import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # one small real run, shared by the module
+
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is absent (Debian package `chromium`; "
                                     ".ci/run installs it)")
@@ -225,20 +227,56 @@ def test_html_is_self_contained_and_reproducible(run) -> None:
     assert "FROM leaderboard" in text and "FROM layer_choice" in text
 
 
+def test_finetune_bars_are_the_finetune_deltas_view(run, tmp_path: Path) -> None:
+    """A derived backbone registered as `harness finetune` does (entries.parent, finetunes row), its jobs copied
+    from the parent's with scores shifted: the figure draws the view's base and derived values."""
+    _, store, _, _ = run
+    db = tmp_path / "ft.duckdb"
+    shutil.copy(store.path, db)
+    ft = Store(db)
+    with ft.writer() as con:
+        con.execute("INSERT INTO entries SELECT 'lite0_ft', kind, plugin, plugin_version, false, 'lite0', args, "
+                    "'{\"task\": \"toy\"}'::JSON, now() FROM entries WHERE name = 'lite0'")
+        con.execute("INSERT INTO scores SELECT s.job_id || '_ft', s.metric, s.roi, s.subject, s.raw * 0.5, s.ceiling, "
+                    "s.normalised * 0.5, s.ci_low * 0.5, s.ci_high * 0.5, s.n, s.p_value, s.extra FROM scores s "
+                    "JOIN jobs j USING (job_id) WHERE j.backbone = 'lite0' AND j.head = 'ridge'")
+        con.execute("INSERT INTO jobs SELECT job_id || '_ft', run_id, 'lite0_ft', head, dataset, subject, status, error, "
+                    "wall_s, config, false, weights_digest, tokens_key, n_excluded, started_at, finished_at FROM jobs "
+                    "WHERE backbone = 'lite0' AND head = 'ridge'")
+    from harness.report import fig_finetune
+    from harness.report.figure import Context
+    from harness.report.reader import Reader
+
+    sec = fig_finetune.build(Context(reader=Reader(ft)))
+    view = ft.query("SELECT dataset, head, roi, metric, base_raw, derived_raw, delta_raw FROM finetune_deltas")
+    d = sec.data["toy:syn"].merge(view, on=["dataset", "head", "roi", "metric"], suffixes=("", "_view"))
+    assert len(d) == len(view) > 0
+    np.testing.assert_allclose(d["derived_raw"], d["derived_raw_view"], rtol=1e-12)
+    np.testing.assert_allclose(d["delta_raw"], -0.5 * d["base_raw"], rtol=1e-9)
+    ax = axes_by_title(sec)["toy · syn · ridge · pearson.mean"]
+    heights = sorted(p.get_height() for p in ax.patches if isinstance(p, Rectangle))
+    rows = d[d["metric"] == "pearson.mean"]
+    np.testing.assert_allclose(heights, sorted([*rows["base_raw"], *rows["derived_raw"]]), rtol=1e-12)
+
+
 def test_cli_writes_html_and_pngs(run, tmp_path: Path) -> None:
-    f, store, _, _ = run
+    f, store, rep, _ = run
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CONFIG": str(tmp_path / "none.toml")}
-    base = [sys.executable, "-m", "harness", "--db", str(store.path), "--home", str(f.settings.home),
-            "--registry", str(f.settings.registry)]
     out = tmp_path / "r.html"
-    p = subprocess.run([*base, "report", "--out", str(out), "--db-only", "-d", "syn"], capture_output=True, text=True,
-                       env=env, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "harness", "--db", str(store.path), "--home", str(f.settings.home),
+                        "--registry", str(f.settings.registry), "report", "--out", str(out), "--db-only", "-d", "rdm"],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert out.read_text().startswith("<!DOCTYPE html>")
-    p = subprocess.run([*base, "report", "--format", "pdf"], capture_output=True, text=True, env=env, timeout=300)
-    assert p.returncode == 2 and "--format must be html or png" in p.stderr
-    pngs = write_pngs(build_report(store, "png"), tmp_path / "figs", dpi=60)
-    assert pngs and all(Image.open(x).format == "PNG" for x in pngs)
+    assert out.read_text().startswith("<!DOCTYPE html>") and "Figure 4." in out.read_text()
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    bad = CliRunner().invoke(app, ["--db", str(store.path), "report", "--format", "pdf"])
+    assert isinstance(bad.exception, HarnessError) and "--format must be html or png" in str(bad.exception)
+    one = Report(sections=rep.sections[:1], version="", command="", created="", db="")
+    pngs = write_pngs(one, tmp_path / "figs", dpi=50)
+    assert len(pngs) == len(rep.sections[0].plots) and all(Image.open(x).format == "PNG" for x in pngs)
 
 
 # ----------------------------------------------------------------------------- headless Chromium
