@@ -60,15 +60,20 @@ def build(ctx: Context) -> Section:
         for ax, (bb, head) in zip(axes, panels, strict=False):
             p = d[(d["backbone"] == bb) & (d["head"] == head)]
             rois = roi_order(str(dataset), list(p["roi"]), levels)
-            layers = p.drop_duplicates("layer_index").sort_values("layer_index")["layer"].tolist()
-            grid = p.pivot_table(index="roi", columns="layer", values="mean_weight", aggfunc="sum").reindex(index=rois, columns=layers)
+            # columns: all the backbone's tapped layers, also those no unit weighted (an RSA head weights one per ROI);
+            # the view's depth = layer_index / (n_layers - 1) gives n_layers
+            n_layers = _n_layers(p)
+            grid = p.pivot_table(index="roi", columns="layer_index", values="mean_weight", aggfunc="sum").reindex(
+                index=rois, columns=range(n_layers))
             # a (ROI, layer) without a row is a layer none of the ROI's units weighted: 0, not missing
             image = ax.imshow(grid.fillna(0.0).to_numpy(float), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
             ax.set_yticks(range(len(rois)), rois, fontsize=7)
-            ax.set_xticks(range(len(layers)), [str(i) for i in range(len(layers))], fontsize=6)
-            ax.set_xlabel("layer (shallow → deep)", fontsize=7)
+            ax.set_xticks(range(n_layers), [str(i) for i in range(n_layers)], fontsize=6)
+            ax.set_xlabel("layer index (shallow → deep)", fontsize=7)
             ax.set_title(f"{bb} · {head}", fontsize=8)
-            data.append(grid.stack(future_stack=True).rename("mean_weight").reset_index().assign(backbone=bb, head=head))
+            names = p.drop_duplicates("layer_index").set_index("layer_index")["layer"]
+            long = grid.stack(future_stack=True).rename("mean_weight").reset_index()
+            data.append(long.assign(layer=long["layer_index"].map(names), backbone=bb, head=head))
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         if image is not None:
@@ -82,6 +87,11 @@ def build(ctx: Context) -> Section:
         "Best-layer heads (ridge) put each unit's whole weight on one layer, RSA heads on the layer chosen for each "
         "held-out subject, soft selectors (FactorTopy, GNet) spread it. " + space_note)
     return sec
+
+
+def _n_layers(rows: pd.DataFrame) -> int:
+    k = (rows["layer_index"] / rows["depth"]).where(rows["depth"] > 0)
+    return int(round(k.max())) + 1 if k.notna().any() else int(rows["layer_index"].max()) + 1
 
 
 def _boot_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -112,7 +122,9 @@ def _space(ctx: Context, sec: Section, space: pd.DataFrame, scale: pd.DataFrame,
             h = h / max(h.sum(), 1e-12)
             if img is not None:
                 ax.imshow(np.asarray(img), extent=(0, 1, 1, 0))
-            ax.imshow(h, extent=(0, 1, 1, 0), cmap="magma", alpha=0.65 if img is not None else 1.0, interpolation="nearest")
+            # empty cells transparent, so the stimulus shows where no unit reads
+            ax.imshow(np.ma.masked_equal(h, 0.0), extent=(0, 1, 1, 0), cmap="magma", vmin=0, alpha=0.75 if img is not None else 1.0,
+                      interpolation="nearest")
             ax.set_title(f"{roi} (n = {r['unit'].nunique()})", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
