@@ -238,8 +238,9 @@ def run(
         for label, err in summary.failed:
             console.print(f"[red]failed[/red] {label}: {err}")
         if summary.done or summary.cached:
-            board = store.query("SELECT * FROM leaderboard ORDER BY dataset, roi, metric, rank")
-            _show(board[[c for c in _ESSENTIAL if c in board.columns]], "leaderboard")
+            from harness import board
+
+            board.render_first_screen(board.query_board(store), console)
             if finetune:
                 from harness.cli_finetune import show_deltas
 
@@ -248,52 +249,28 @@ def run(
         raise typer.Exit(1)
 
 
-def _show(df, title: str, limit: int = 200) -> None:
-    t = Table(title=title)
-    for c in df.columns:
-        t.add_column(str(c))
-    for row in df.head(limit).itertuples(index=False):
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    console.print(t)
-    if len(df) > limit:
-        console.print(f"… {len(df) - limit} more rows (use `harness sql` to export)")
-
-
 @app.command()
 def leaderboard(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
     roi: Annotated[str | None, typer.Option("--roi", "-r")] = None,
-    metric: Annotated[str | None, typer.Option("--metric", "-m")] = None,
-    view: Annotated[str, typer.Option(help="Any view defined in leaderboards/*.sql")] = "leaderboard",
+    metric: Annotated[str | None, typer.Option("--metric", "-m", help="A metric's rows of the `leaderboard` view "
+                                               "(secondary metrics too); default: each dataset's primary score.")] = None,
+    view: Annotated[str | None, typer.Option(help="Any view defined in leaderboards/*.sql (default: `primary_scores`, "
+                                             "or `leaderboard` with --metric).")] = None,
+    top: Annotated[int, typer.Option(help="Models per dataset × ROI on the first screen (0: all).")] = 10,
     wide: Annotated[bool, typer.Option("--wide", help="Every column of the view (default: the essential ones).")] = False,
 ) -> None:
-    """Print a ranked leaderboard (works while a run is writing)."""
-    from harness.store import Store, view_sql
+    """Top models per dataset × ROI by its primary score, random-init control beside (works while a run writes)."""
+    from harness import board
+    from harness.store import Store
 
-    views = view_sql()
-    if view not in views:
-        raise HarnessError(f"unknown view {view!r}; known: {', '.join(sorted(views))}")
     store = Store(_settings().db)
-    where, params = [], []
-    cols = set(store.query(f"SELECT * FROM {view} LIMIT 0").columns)
-    for col, val in (("dataset", dataset), ("roi", roi), ("metric", metric)):
-        if val is not None:
-            if col not in cols:
-                raise HarnessError(f"view {view!r} has no column {col!r}")
-            where.append(f"{col} = ?")
-            params.append(val)
-    order = " ORDER BY dataset, roi, metric, rank" if {"rank", "dataset", "roi", "metric"} <= cols else ""
-    sql = f"SELECT * FROM {view}" + (" WHERE " + " AND ".join(where) if where else "") + order
-    df = store.query(sql, params)
-    if not wide:
-        keep = [c for c in _ESSENTIAL if c in df.columns]
-        df = df[keep] if len(keep) >= 4 else df
-    _show(df, view)
-
-
-#: columns `harness leaderboard` shows by default (all with --wide)
-_ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "raw", "ci_low", "ci_high",
-              "normalised", "ceiling", "n_subjects", "task", "base", "delta_raw", "slope", "r2")
+    df = board.query_board(store, view, top=top, wide=wide, filters={"dataset": dataset, "roi": roi, "metric": metric})
+    name = board.resolve_view(view, metric)
+    if name == board.FIRST_SCREEN and not wide:
+        board.render_first_screen(df, console)
+    else:
+        board.render(df, name, console)
 
 
 @app.command()
@@ -311,7 +288,9 @@ def sql(
     if parquet:
         df.to_parquet(parquet, index=False)
     if not (csv or parquet) or not state.quiet:
-        _show(df, "result")
+        from harness import board
+
+        board.render(df, "result", console)
 
 
 @cache_app.command("ls")

@@ -115,7 +115,8 @@ class Runner:
                 if e.name not in seen:
                     spec = self.factory.catalog.get(e.kind, e.plugin).spec
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
-                                    "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta}
+                                    "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
+                                    "tags": list(e.tags)}
         self.store.upsert_entries(list(seen.values()))
 
     def _run_group(self, ds_name: str, bb_name: str, jobs: list[Job], summary: RunSummary) -> None:

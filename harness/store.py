@@ -140,12 +140,14 @@ class Store:
         df = pd.DataFrame(rows)
         df["args"] = df["args"].map(lambda a: json.dumps(a, sort_keys=True, default=str))
         df["meta"] = df["meta"].map(lambda a: json.dumps(a, sort_keys=True, default=str))
+        df["tags"] = df["tags"].map(list) if "tags" in df else [[] for _ in range(len(df))]
         with self._write() as con:
             con.register("new_entries", df)
             con.execute("DELETE FROM entries WHERE name IN (SELECT name FROM new_entries)")
             con.execute(
-                "INSERT INTO entries SELECT name, kind, plugin, plugin_version, random_init, parent, "
-                "args::JSON, meta::JSON, now() FROM new_entries"
+                "INSERT INTO entries (name, kind, plugin, plugin_version, random_init, parent, args, meta, updated_at, "
+                "tags) SELECT name, kind, plugin, plugin_version, random_init, parent, args::JSON, meta::JSON, now(), "
+                "tags::VARCHAR[] FROM new_entries"
             )
 
     def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]],
