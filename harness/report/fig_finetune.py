@@ -21,6 +21,8 @@ LEFT JOIN leaderboard d ON d.dataset = f.dataset AND d.head = f.head AND d.roi =
 
 
 def build(ctx: Context) -> Section:
+    if not ctx.reader.has("finetune_deltas"):  # the view comes with the fine-tuning plugin's SQL
+        return omitted(KEY, TITLE, "this database has no finetune_deltas view (the harness_finetune plugin adds it)")
     df = ctx.reader.query(SQL, filter_on=("dataset",))
     if ctx.reader.backbones:
         df = df[df["base"].isin(ctx.reader.backbones) | df["derived"].isin(ctx.reader.backbones)]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from html import escape
-
 import math
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -91,7 +90,7 @@ def build(ctx: Context) -> Section:
 
 def _n_layers(rows: pd.DataFrame) -> int:
     k = (rows["layer_index"] / rows["depth"]).where(rows["depth"] > 0)
-    return int(round(k.max())) + 1 if k.notna().any() else int(rows["layer_index"].max()) + 1
+    return int(np.rint(k.max())) + 1 if k.notna().any() else int(rows["layer_index"].max()) + 1
 
 
 def _boot_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:

@@ -6,9 +6,9 @@ import math
 from html import escape
 
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-import pandas as pd
 
 from harness.report.common import bar_order, primary_metric, roi_levels, roi_order, twins
 from harness.report.figure import CI_LEVEL, RANDOM_COLOUR, Context, Plot, Section, new_figure, omitted, span

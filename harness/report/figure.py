@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -64,7 +64,6 @@ class Context:
     reader: Reader
     #: brain data and tokens the database does not hold; None = database only
     outside: Outside | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def new_figure(width: float, height: float) -> MplFigure:
