@@ -235,8 +235,8 @@ def test_finetune_bars_are_the_finetune_deltas_view(run, tmp_path: Path) -> None
     shutil.copy(store.path, db)
     ft = Store(db)
     with ft.writer() as con:
-        con.execute("INSERT INTO entries SELECT 'lite0_ft', kind, plugin, plugin_version, false, 'lite0', args, "
-                    "'{\"task\": \"toy\"}'::JSON, now() FROM entries WHERE name = 'lite0'")
+        con.execute("INSERT INTO entries SELECT * REPLACE ('lite0_ft' AS name, false AS random_init, 'lite0' AS parent, "
+                    "'{\"task\": \"toy\"}'::JSON AS meta) FROM entries WHERE name = 'lite0'")
         con.execute("INSERT INTO scores SELECT s.job_id || '_ft', s.metric, s.roi, s.subject, s.raw * 0.5, s.ceiling, "
                     "s.normalised * 0.5, s.ci_low * 0.5, s.ci_high * 0.5, s.n, s.p_value, s.extra FROM scores s "
                     "JOIN jobs j USING (job_id) WHERE j.backbone = 'lite0' AND j.head = 'ridge'")
