@@ -67,7 +67,7 @@ def query_board(store: Store, view: str | None = None, *, top: int = DEFAULT_TOP
         where.append("rank <= ?")
         params.append(int(top))
     order_cols = [c for c in ("dataset", "roi", "metric", "rank") if c in cols]
-    tie_break = [c for c in ("backbone", "head") if c in cols]
+    tie_break = [c for c in ("backbone", "head", "random_init") if c in cols]
     sql = f"SELECT * FROM {name}" + (" WHERE " + " AND ".join(where) if where else "")
     if order_cols:
         sql += " ORDER BY " + ", ".join(order_cols + tie_break)
@@ -109,7 +109,7 @@ def _short_ids(df: pd.DataFrame, cols: Sequence[str]) -> dict[str, dict[str, str
 def render(df: pd.DataFrame, title: str, console: Console, limit: int = 200) -> None:
     """Print ``df`` as a table whose entry names are never cut: in full when the table fits the console,
     else as short ids with a legend below (a wrapped name could not be told apart or copied)."""
-    from rich.markup import escape
+    escape = str  # the CLI consoles print with markup off (harness/console.py): nothing to escape
     from rich.table import Table
 
     shown = df.head(limit)
@@ -170,7 +170,7 @@ def first_screen_table(part: pd.DataFrame) -> pd.DataFrame:
 
 def render_first_screen(df: pd.DataFrame, console: Console) -> None:
     """The first screen: one table per dataset (its primary metric), ROIs in rows, names in full."""
-    from rich.markup import escape
+    escape = str  # the CLI consoles print with markup off (harness/console.py): nothing to escape
 
     if df.empty:
         console.print("no primary scores yet: run something (`harness run --all`), or see `harness leaderboard --view "

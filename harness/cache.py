@@ -3,11 +3,14 @@
 The key hashes everything that changes the numbers: weights digest, preprocessing,
 layer list, stimulus bytes, precision, token grid cap and the extractor version.
 Entries are written into a temporary folder and renamed into place, so a killed
-extraction never leaves a half entry that a later run would trust.
+extraction never leaves a half entry that a later run would trust; each file's size and
+checksum are recorded while it is written and checked before the entry is trusted
+(see :mod:`harness.cache_integrity`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness import cache_integrity as integrity
 
 #: bump when extraction changes numerically (invalidates every entry)
 EXTRACTOR_VERSION = "2"  # 2: per-layer storage dtype (float16 only where its range fits)
@@ -63,6 +68,28 @@ class TokenStore:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v) for k, v in self.meta["shapes"].items()}
 
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Each data file's recorded ``size`` and checksum (written with the entry)."""
+        return dict(self.meta.get("files") or {})
+
+    def trusted(self) -> bool:
+        """Verify the checksums unless no file changed since they were last verified; a damaged entry
+        is quarantined (with a warning naming it) and ``False`` returned."""
+        names = [*self.files, "meta.json"]
+        try:
+            if integrity.stamped(self.path, names):
+                return True
+        except OSError:
+            pass
+        problem = integrity.checksum_problem(self.path, self.files)
+        if problem:
+            integrity.quarantine(self.path, problem)
+            return False
+        with contextlib.suppress(OSError):  # a read-only cache verifies again next time, nothing worse
+            integrity.write_stamp(self.path, names)
+        return True
+
 
 class _NpyRows:
     """An ``.npy`` file filled block of rows by block of rows with positional writes.
@@ -77,6 +104,10 @@ class _NpyRows:
         self.offset, self.shape, self.dtype = int(mm.offset), shape, dtype
         del mm  # nothing was touched through the mapping
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.path = path
+        self.checksum = integrity.StreamedChecksum()
+        with open(path, "rb") as fh:
+            self.checksum.update(0, fh.read(self.offset))  # the .npy header open_memmap wrote
         self.fd: int | None = os.open(path, os.O_WRONLY)
 
     def write_rows(self, start: int, rows: np.ndarray) -> None:
@@ -84,6 +115,7 @@ class _NpyRows:
             raise ValueError(f"rows {start}:{start + len(rows)} of shape {rows.shape[1:]} do not fit {self.shape}")
         view = memoryview(np.ascontiguousarray(rows, dtype=self.dtype)).cast("B")
         pos = self.offset + start * self.row_bytes
+        self.checksum.update(pos, view)
         while view:
             done = os.pwrite(self.fd, view, pos)  # type: ignore[arg-type]
             view, pos = view[done:], pos + done
@@ -121,17 +153,62 @@ class TokenCache:
         self.root = root / "tokens"
 
     def get(self, key: str) -> TokenStore | None:
+        """The entry if present and whole (every file at its recorded size); a damaged entry is
+        quarantined with a warning and reads as a miss, so the caller extracts it again."""
         path = self.root / key
-        meta = path / "meta.json"
-        if not meta.is_file():
+        if not path.is_dir():
             return None
-        return TokenStore(path=path, meta=json.loads(meta.read_text()))
+        store, problem = _load(path)
+        if problem:
+            integrity.quarantine(path, problem)
+            return None
+        return store
+
+    def open(self, key: str) -> TokenStore | None:
+        """:meth:`get`, plus the checksums when a file changed since they were last verified: what a
+        job reads its tokens through before a result is computed from them."""
+        store = self.get(key)
+        return store if store is not None and store.trusted() else None
+
+    def scan(self) -> list[tuple[str, TokenStore | None, str | None]]:
+        """Every entry as ``(key, store, problem)`` without touching it (for ``cache ls``)."""
+        if not self.root.is_dir():
+            return []
+        out: list[tuple[str, TokenStore | None, str | None]] = []
+        for p in sorted(self.root.iterdir()):
+            if p.is_dir() and not p.name.startswith("."):
+                store, problem = _load(p)
+                out.append((p.name, store, problem))
+        return out
+
+    def verify(self, key: str | None = None) -> list[tuple[str, str | None]]:
+        """Full checksum of every entry (or those whose key starts with ``key``); damaged ones are
+        quarantined. Returns ``(key, problem or None)`` per entry."""
+        self.clean_stale()
+        results = []
+        for k, store, problem in self.scan():
+            if key is not None and not k.startswith(key):
+                continue
+            if store is not None:
+                problem = integrity.checksum_problem(store.path, store.files)
+            if problem:
+                integrity.quarantine(self.root / k, problem)
+            else:
+                assert store is not None
+                integrity.write_stamp(store.path, [*store.files, "meta.json"])
+            results.append((k, problem))
+        return results
+
+    def clean_stale(self) -> int:
+        """Remove temporary folders of extractions whose process died; returns how many."""
+        return len(integrity.clean_stale(self.root))
 
     @contextmanager
     def writer(self, key: str, layers: tuple[str, ...], n: int, meta: dict[str, Any], dtype: str = "float16") -> Iterator[_Writer]:
         """``dtype`` is the requested storage dtype; ``meta["dtypes"]`` records what each layer was stored as."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+        self.clean_stale()
+        tmp = self.root / integrity.tmp_name(key)
         tmp.mkdir()
         w = _Writer(tmp, layers, n, np.dtype(dtype))
         try:
@@ -140,9 +217,11 @@ class TokenCache:
                 arr.flush()
             shapes = {layer: list(w.local[layer].shape[1:]) for layer in layers}
             dtypes = {layer: w.local[layer].dtype.name for layer in layers}
+            files = {f.path.name: f.checksum.record(f.path) for f in (*w.local.values(), *w.glob.values())}
             full = {**meta, "layers": list(layers), "n": n, "dtype": dtype, "dtypes": dtypes, "shapes": shapes,
-                    "created": time.time()}
+                    "files": dict(sorted(files.items())), "checksum": integrity.CHECKSUM, "created": time.time()}
             (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
+            integrity.write_stamp(tmp, [*files, "meta.json"])  # verified as written
             final = self.root / key
             if final.exists():  # another process finished first: identical content by construction
                 shutil.rmtree(tmp)
@@ -154,13 +233,11 @@ class TokenCache:
             raise
 
     def ls(self) -> list[TokenStore]:
-        if not self.root.is_dir():
-            return []
-        stores = [self.get(p.name) for p in sorted(self.root.iterdir()) if not p.name.startswith(".")]
-        return [s for s in stores if s is not None]
+        """Whole entries (damaged ones are listed by :meth:`scan`)."""
+        return [s for _, s, problem in self.scan() if s is not None and problem is None]
 
     def size_bytes(self, store: TokenStore) -> int:
-        return sum(f.stat().st_size for f in store.path.iterdir())
+        return sum(f.stat().st_size for f in store.path.iterdir() if f.is_file())
 
     def clear(self, key: str | None = None) -> int:
         """Remove one entry (by key prefix) or everything, including orphaned temporary folders."""
@@ -172,3 +249,19 @@ class TokenCache:
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
         return n
+
+
+def _load(path: Path) -> tuple[TokenStore | None, str | None]:
+    """An entry's metadata and whether its files are all there at their recorded sizes."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict) or "layers" not in meta or "n" not in meta:
+            raise ValueError("not an entry's metadata")
+    except OSError as exc:
+        return None, f"meta.json unreadable ({exc.strerror or exc})"
+    except ValueError as exc:
+        return None, f"meta.json is damaged ({str(exc).splitlines()[0]})"
+    store = TokenStore(path=path, meta=meta)
+    if not store.files:
+        return store, "no size/checksum records (written by an older harness)"
+    return store, integrity.size_problem(path, store.files)

@@ -11,20 +11,24 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from harness.console import console, err_console, styled, text_column
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.factory import Factory
+    from harness.plan import Plan
+    from harness.runner import RunSummary
+    from harness.store import Store
 
 app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 cache_app = typer.Typer(help="Inspect or clear the token cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-console = Console(width=max(160, Console().width))
-err_console = Console(stderr=True)
 
 
 @dataclass
@@ -118,7 +122,7 @@ def list_cmd(kind: Annotated[str | None, typer.Option("--kind", "-k", help="back
                   status, spec.summary)
     console.print(t)
     for name, err in catalog.broken.items():
-        err_console.print(f"[red]plugin {name!r} failed to load:[/red] {err}", highlight=False)
+        err_console.print(styled("red", f"plugin {name!r} failed to load:", f" {err}"), highlight=False)
     e = Table(title="registry entries")
     for col in ("kind", "name", "plugin", "random_init", "source"):
         e.add_column(col)
@@ -196,10 +200,7 @@ def run(
     everything: Everything = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from harness.extract import resolve_device
-    from harness.runner import Runner, argv_string
     from harness.store import Store
 
     dev = resolve_device(device)
@@ -209,12 +210,38 @@ def run(
         from harness.cli_finetune import select_finetuned
 
         backbone, ft_skips = select_finetuned(f, _split(finetune) or [], _split(backbone))
-    p = _plan(all_, backbone, head, dataset, metric, f, everything)
-    p.skipped.extend(ft_skips)
-    if not state.quiet:
-        _print_skips(p)
     store = Store(f.settings.db)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with store.run_lock():  # before planning: a second run on the same database stops at once
+        p = _plan(all_, backbone, head, dataset, metric, f, everything)
+        p.skipped.extend(ft_skips)
+        if not state.quiet or not p.jobs:
+            _print_skips(p)
+        p.require_jobs()
+        summary = _run_plan(p, f, store, dev)
+    if not state.quiet:
+        console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
+                      f"{len(summary.failed)} failed → {f.settings.db}", highlight=False)
+        for label, err in summary.failed:
+            console.print(styled("red", "failed", f" {label}: {err}"), highlight=False)
+        if summary.done or summary.cached:
+            from harness import board
+
+            board.render_first_screen(board.query_board(store), console)
+            if finetune:
+                from harness.cli_finetune import show_deltas
+
+                show_deltas(f.settings.db, _split(finetune) or [])
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
+    """Run the plan with progress bars on stderr; the summary comes back for printing."""
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+    from harness.runner import Runner, argv_string
+
+    with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, disable=state.quiet, transient=False) as prog:
         overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
         tasks: dict[str, int] = {}
@@ -231,22 +258,7 @@ def run(
                 prog.update(overall, description=f"jobs on {dev}: {label}")
 
         f.progress = on_extract
-        summary = Runner(f, store, progress=on_job).run(p, argv=argv_string())
-    if not state.quiet:
-        console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
-                      f"{len(summary.failed)} failed → {f.settings.db}")
-        for label, err in summary.failed:
-            console.print(f"[red]failed[/red] {label}: {err}")
-        if summary.done or summary.cached:
-            from harness import board
-
-            board.render_first_screen(board.query_board(store), console)
-            if finetune:
-                from harness.cli_finetune import show_deltas
-
-                show_deltas(f.settings.db, _split(finetune) or [])
-    if summary.failed:
-        raise typer.Exit(1)
+        return Runner(f, store, progress=on_job).run(p, argv=argv_string())
 
 
 @app.command()
@@ -300,12 +312,32 @@ def cache_ls() -> None:
 
     cache = TokenCache(_settings().cache_dir)
     t = Table(title=f"token cache {cache.root}")
-    for col in ("key", "backbone", "random_init", "n", "layers", "precision", "MB"):
+    for col in ("key", "backbone", "random_init", "n", "layers", "precision", "MB", "state"):
         t.add_column(col)
-    for s in cache.ls():
-        t.add_row(s.key[:12], str(s.meta.get("backbone")), str(s.meta.get("random_init")), str(s.n), str(len(s.layers)),
-                  str(s.meta.get("precision")), f"{cache.size_bytes(s) / 1e6:.1f}")
+    for key, s, problem in cache.scan():
+        if s is None:
+            t.add_row(key[:12], "", "", "", "", "", "", f"damaged: {problem}")
+            continue
+        t.add_row(s.key[:12], str(s.meta.get("backbone")), str(s.meta.get("random_init")), str(s.meta.get("n")),
+                  str(len(s.meta.get("layers") or ())), str(s.meta.get("precision")), f"{cache.size_bytes(s) / 1e6:.1f}",
+                  f"damaged: {problem}" if problem else "ok")
     console.print(t)
+
+
+@cache_app.command("verify")
+def cache_verify(key: Annotated[str | None, typer.Argument(help="Key prefix; all entries when omitted.")] = None) -> None:
+    """Check every cached file against the size and checksum recorded when it was written; damaged
+    entries are quarantined (re-extracted by the next run that needs them). Exit 1 if any was damaged."""
+    from harness.cache import TokenCache
+
+    results = TokenCache(_settings().cache_dir).verify(key)
+    for k, problem in results:
+        if problem:
+            console.print(styled("red", "damaged", f" {k}: {problem} (quarantined)"), highlight=False)
+    bad = sum(p is not None for _, p in results)
+    console.print(f"{len(results) - bad} entr{'y' if len(results) - bad == 1 else 'ies'} ok, {bad} damaged", highlight=False)
+    if bad:
+        raise typer.Exit(1)
 
 
 @cache_app.command("clear")
@@ -330,11 +362,19 @@ def main() -> None:
     try:
         app()
     except HarnessError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        err_console.print(styled("red", "error:", f" {exc}"), soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished jobs are saved; rerun to resume")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exc:  # typer turns Ctrl-C into Exit(130) before it reaches us
+        if exc.code == 130:
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted: finished jobs are saved; rerun to resume", highlight=False)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from harness.cli import _factory, app, console, err_console, state
+from harness.cli import _factory, app, state
+from harness.console import console, err_console, styled, text_column
 from harness.errors import HarnessError
 
 data_app = typer.Typer(help="Brain data: status, fetch (public sets), noise ceilings.", no_args_is_help=True)
@@ -55,7 +56,7 @@ def status_cmd() -> None:
         except HarnessError as exc:
             reason = str(exc)
         reason = None if reason is None else reason.split(" (expected")[0]
-        t.add_row(e.name, e.plugin, "[green]present[/green]" if reason is None else f"[yellow]missing[/yellow]: {reason}",
+        t.add_row(e.name, e.plugin, styled("green", "present") if reason is None else styled("yellow", "missing", f": {reason}"),
                   folder, fetch)
     console.print(t)
 
@@ -93,11 +94,10 @@ def fetch_cmd(
         BarColumn,
         DownloadColumn,
         Progress,
-        TextColumn,
         TransferSpeedColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    with Progress(text_column("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console, disable=state.quiet, transient=True) as prog:
         tasks: dict[str, Any] = {}
 

@@ -12,7 +12,8 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from harness.cli import _factory, _split, app, console, err_console, state
+from harness.cli import _factory, _split, app, state
+from harness.console import console, err_console, text_column
 from harness.errors import HarnessError
 
 _RECIPE = "Recipe (defaults: FactorTopy §4.4)"
@@ -42,7 +43,7 @@ def finetune_cmd(
     list_: Annotated[bool, typer.Option("--list", help="List tasks and derived backbones, then exit.")] = False,
 ) -> None:
     """Fine-tune backbone(s) on a labelled task; the result is a derived backbone every head can use."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
     from harness.extract import resolve_device
     from harness.finetune.pipeline import finetune_backbone
@@ -73,8 +74,8 @@ def finetune_cmd(
         f.registry.get(name, "backbone")
     reports = []
     for name in names:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+        with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
+                      text_column("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
                       disable=state.quiet) as prog:
             bar = prog.add_task(f"finetune {name} on {t.id} ({dev})", total=cfg.steps, loss="-")
 

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness.cli import _registry_path, _settings, console
+from harness.cli import _registry_path, _settings
+from harness.console import console
 from harness.errors import HarnessError
 
 weights_app = typer.Typer(help="Pretrained weights of the registered backbones.", no_args_is_help=True)

@@ -35,6 +35,11 @@ class StoreError(HarnessError):
     exit_code = 3
 
 
+class QueryError(HarnessError):
+    """A query passed to ``harness sql`` (or a view filter) is not one valid read-only query: bad input, not
+    a database problem."""
+
+
 class RunLockedError(StoreError):
     """Another run already writes to the same database."""
 

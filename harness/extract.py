@@ -102,7 +102,7 @@ def ensure_tokens(
     a float16 layer is an error rather than a silent ``inf``.
     """
     key = tokens_key(backbone, stimuli, precision, max_grid)
-    hit = cache.get(key)
+    hit = cache.open(key)  # a damaged entry is quarantined and reads as a miss: extracted again below
     if hit is not None:
         if progress:
             progress(len(stimuli), len(stimuli))

@@ -44,6 +44,15 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
 
+    def require_jobs(self) -> None:
+        """A run with nothing to run is bad input (exit 2), not a success with ``0 done``: typically
+        every named dataset is skipped because the data root is not set or incomplete."""
+        if self.jobs:
+            return
+        why = "; ".join(f"{s.what}: {s.reason}" for s in self.skipped[:3]) or "the selection is empty"
+        more = f" (and {len(self.skipped) - 3} more skipped)" if len(self.skipped) > 3 else ""
+        raise HarnessError(f"nothing to run: {why}{more}")
+
 
 def entry_config(entry: RegistryEntry, factory: Factory) -> dict:
     cls = factory.catalog.get(entry.kind, entry.plugin)

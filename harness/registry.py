@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from harness import strict_yaml
 from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
 from harness.plugins import Catalog
@@ -36,9 +36,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read registry ({exc.strerror or exc})") from exc
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
+        data = strict_yaml.load(text) or {}
+    except strict_yaml.YAMLProblem as exc:
+        raise RegistryError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise RegistryError(f"{path}: top level must be a mapping of sections {sorted(SECTIONS)}")
     return data

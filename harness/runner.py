@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.cache import TokenCache, TokenStore
 from harness.contracts import Backbone, Dataset, Head, HeadInput, HeadOutput, Metric, MetricContext, Score
 from harness.errors import HarnessError
 from harness.factory import Factory
@@ -88,6 +89,8 @@ class Runner:
         self._run_id = summary.run_id
         with self.store.run_lock():
             self.store.migrate()
+            self.store.mark_killed_runs()
+            TokenCache(self.factory.settings.cache_dir).clean_stale()
             self.store.start_run(summary.run_id, argv, __version__, self.factory.device)
             finished = self.store.finished_jobs()
             status = "failed"
@@ -111,12 +114,14 @@ class Runner:
     def _record_entries(self, plan: Plan) -> None:
         seen: dict[str, dict[str, Any]] = {}
         for j in plan.jobs:
+            configs = {j.backbone.name: j.config["backbone"], j.head.name: j.config["head"],
+                       j.dataset.name: j.config["dataset"], **j.config["metrics"]}
             for e in (j.backbone, j.head, j.dataset, *j.metrics):
                 if e.name not in seen:
                     spec = self.factory.catalog.get(e.kind, e.plugin).spec
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
                                     "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
-                                    "tags": list(e.tags)}
+                                    "config": configs[e.name], "tags": list(e.tags)}
         self.store.upsert_entries(list(seen.values()))
 
     def _run_group(self, ds_name: str, bb_name: str, jobs: list[Job], summary: RunSummary) -> None:
@@ -173,6 +178,10 @@ class Runner:
         except Exception as exc:
             log.debug("job %s failed:\n%s", job.label, traceback.format_exc())
             self._write_failed(job, summary, _one_line(exc), time.perf_counter() - t0)
+            return
+        if isinstance(tokens, TokenStore) and not tokens.trusted():  # files changed while the job ran
+            self._write_failed(job, summary, f"token cache entry {tokens.path} was damaged while this job ran "
+                               "(quarantined); rerun to extract it again", time.perf_counter() - t0)
             return
         n_excluded = int(out.info.get("n_excluded", 0)) + int(getattr(targets, "n_excluded", 0))
         row = self._job_row(job, "done", None, time.perf_counter() - t0, started, backbone, tokens, n_excluded)

@@ -24,10 +24,20 @@ import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from harness.errors import RunLockedError, StoreError
+from harness.errors import QueryError, RunLockedError, StoreError
 
 _RETRY_S = 30.0
-_READ_ONLY_SQL = re.compile(r"^\s*(select|with|describe|show|summarize|pragma\s+table_info|explain|from|values)\b", re.I)
+
+#: Every reader connection is sealed off from the machine before it runs anything: no file or URL
+#: outside the database (read_csv, glob, COPY … TO, ATTACH, httpfs), no extension installed or loaded
+#: behind the user's back, and the configuration locked so a query cannot ``SET`` its way back out.
+#: A results file shared by colleagues, or a query pasted from a paper, can then only read the database.
+SEALED_READER: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -47,11 +57,13 @@ def view_sql() -> dict[str, str]:
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying while a writer holds it; read-only connections are sealed (``SEALED_READER``)."""
+    config = dict(SEALED_READER) if read_only else {}
     deadline = time.monotonic() + _RETRY_S
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             msg = str(exc)
             if "lock" in msg.lower() and time.monotonic() < deadline:
@@ -63,21 +75,47 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise StoreError(f"{path}: cannot open database ({str(exc).splitlines()[0]})") from exc
 
 
+def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
+    """Create every view, those other views read from first (e.g. ``current_jobs``): repeat passes
+    until none is left, so files need no naming order."""
+    pending = dict(sorted(views.items()))
+    while pending:
+        failed: dict[str, str] = {}
+        errors: dict[str, duckdb.Error] = {}
+        for name, sql in pending.items():
+            try:
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql.strip().rstrip(';')}")
+            except duckdb.CatalogException as exc:  # reads a view not created yet
+                failed[name], errors[name] = sql, exc
+        if len(failed) == len(pending):
+            name = next(iter(failed))
+            raise StoreError(f"leaderboards/{name}.sql: {_first_line(errors[name])}")
+        pending = failed
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._run_lock: FileLock | None = None
 
     # ------------------------------------------------------------------ writing
     @contextmanager
     def run_lock(self) -> Iterator[None]:
-        """Held for a whole run; a second run on the same file fails fast with a clear error."""
+        """Held for a whole run; a second run on the same file fails fast with a clear error.
+
+        The lock sits beside the *resolved* path, so two runs reaching one database through a symlink
+        share it. Re-entrant: the CLI takes it before planning and the runner again inside.
+        """
         self._ensure_dir()
-        lock = FileLock(str(self.path) + ".lock")
+        real = self.path.resolve()
+        if self._run_lock is None:
+            self._run_lock = FileLock(str(real) + ".lock")
+        lock = self._run_lock
         try:
             lock.acquire(timeout=0)
         except Timeout:
             raise RunLockedError(
-                f"{self.path}: another harness run is writing to this database (lock {self.path}.lock); "
+                f"{self.path}: another harness run is writing to this database (lock {real}.lock); "
                 "wait for it to finish or pass a different --db"
             ) from None
         try:
@@ -120,8 +158,7 @@ class Store:
                 if version not in done:
                     con.execute(sql)
                     con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
-            for name, sql in sorted(view_sql().items()):
-                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql.strip().rstrip(';')}")
+            _create_views(con, view_sql())
 
     def start_run(self, run_id: str, argv: str, version: str, device: str) -> None:
         with self._write() as con:
@@ -129,6 +166,14 @@ class Store:
                 "INSERT INTO runs VALUES (?, now(), NULL, 'running', ?, ?, ?, ?)",
                 [run_id, argv, version, device, os.uname().nodename],
             )
+
+    def mark_killed_runs(self) -> int:
+        """Runs still ``running`` while we hold the run lock lost their process (``kill -9``, power
+        loss): mark them ``killed``. Call only under :meth:`run_lock`."""
+        with self._write() as con:
+            n = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
+            con.execute("UPDATE runs SET status = 'killed' WHERE status = 'running'")
+        return int(n[0]) if n else 0
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self._write() as con:
@@ -140,14 +185,17 @@ class Store:
         df = pd.DataFrame(rows)
         df["args"] = df["args"].map(lambda a: json.dumps(a, sort_keys=True, default=str))
         df["meta"] = df["meta"].map(lambda a: json.dumps(a, sort_keys=True, default=str))
+        # the configuration as it enters the job id (see leaderboards/current_jobs.sql); None if unknown
+        df["config"] = [None if c is None else json.dumps(c, sort_keys=True, default=str)
+                        for c in (df["config"] if "config" in df else [None] * len(df))]
         df["tags"] = df["tags"].map(list) if "tags" in df else [[] for _ in range(len(df))]
         with self._write() as con:
             con.register("new_entries", df)
             con.execute("DELETE FROM entries WHERE name IN (SELECT name FROM new_entries)")
             con.execute(
                 "INSERT INTO entries (name, kind, plugin, plugin_version, random_init, parent, args, meta, updated_at, "
-                "tags) SELECT name, kind, plugin, plugin_version, random_init, parent, args::JSON, meta::JSON, now(), "
-                "tags::VARCHAR[] FROM new_entries"
+                "config, tags) SELECT name, kind, plugin, plugin_version, random_init, parent, args::JSON, meta::JSON, "
+                "now(), config::JSON, tags::VARCHAR[] FROM new_entries"
             )
 
     def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]],
@@ -210,11 +258,39 @@ class Store:
             con.close()
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Read-only SQL: the connection is opened read-only and only query statements are accepted."""
-        if not _READ_ONLY_SQL.match(sql) or ";" in sql.strip().rstrip(";"):
-            raise StoreError("only a single read-only query (SELECT/WITH/DESCRIBE/SHOW/…) is accepted")
+        """One read-only query on a sealed connection (see ``SEALED_READER``).
+
+        The sealed, read-only connection is what keeps the machine and the database safe; the
+        statement check below is a second layer that turns anything but one query into a clear
+        bad-input error (exit 2) instead of a DuckDB message.
+        """
         with self.read() as con:
+            check_query(con, sql)
             try:
                 return con.execute(sql, params or []).df()
+            except duckdb.PermissionException as exc:
+                raise QueryError(f"SQL refused: {_first_line(exc)} (harness sql reads only the results database)") from exc
             except duckdb.Error as exc:
-                raise StoreError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+                raise QueryError(f"SQL error: {_first_line(exc)}") from exc
+
+
+#: statement kinds ``harness sql`` runs: queries (SELECT/WITH/FROM/VALUES/DESCRIBE/SHOW/SUMMARIZE parse as
+#: SELECT), EXPLAIN of a query, and PRAGMA (``table_info``…; settings are locked anyway)
+_QUERY_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA})
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_query(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Exactly one query statement, judged by DuckDB's own parser (a ``;`` inside a string is fine)."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {_first_line(exc)}") from exc
+    if len(statements) != 1:
+        raise QueryError(f"one query at a time, not {len(statements)} statements")
+    kind = statements[0].type
+    if kind not in _QUERY_TYPES:
+        raise QueryError(f"only read-only queries (SELECT/WITH/DESCRIBE/SHOW/EXPLAIN …) are accepted, not {kind.name}")

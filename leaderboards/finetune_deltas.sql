@@ -7,7 +7,7 @@ WITH scored AS (
     SELECT j.backbone, j.head, j.dataset, s.roi, s.metric,
            avg(s.raw) AS raw, avg(s.normalised) AS normalised, count(DISTINCT j.subject) AS n_subjects
     FROM scores s
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     WHERE j.status = 'done' AND coalesce(s.subject, '') = ''
     GROUP BY ALL
 ),
@@ -15,7 +15,7 @@ com AS (
     SELECT j.backbone, j.head, j.dataset, sel.roi,
            sum(sel.weight * sel.layer_index / greatest(sel.n_layers - 1, 1)) / sum(sel.weight) AS layer_com
     FROM selections sel
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     WHERE sel.selector = 'layer' AND j.status = 'done' AND sel.weight > 0
     GROUP BY ALL
 ),

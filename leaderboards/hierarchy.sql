@@ -11,7 +11,7 @@ WITH h AS (
         coalesce(nullif(split_part(s.metric, '.', 2), ''), 'slope') AS part,
         CASE WHEN isfinite(s.raw) THEN s.raw END AS raw, s.ci_low, s.ci_high, s.n, s.extra ->> 'reason' AS reason
     FROM scores s
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     JOIN entries m ON m.name = split_part(s.metric, '.', 1) AND m.plugin = 'hierarchy_slope'
     WHERE j.status = 'done' AND s.roi = 'all'
 ),
@@ -38,7 +38,7 @@ unit_levels AS (  -- per unit: layer depth, its ROI's level rescaled to [0, 1] w
           / nullif(max(TRY_CAST(d.extra ->> 'level' AS DOUBLE)) OVER w - min(TRY_CAST(d.extra ->> 'level' AS DOUBLE)) OVER w, 0)
           AS level
     FROM unit_scores u
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     JOIN entries m ON m.name = split_part(u.metric, '.', 1) AND m.plugin = 'hierarchy_slope'
     JOIN scores d ON d.job_id = u.job_id AND d.metric = u.metric AND d.roi = u.roi
     WHERE j.status = 'done' AND split_part(u.metric, '.', 2) = 'depth'

@@ -1,9 +1,14 @@
 -- Ranking per dataset × ROI × metric: one row per backbone × head, raw and noise-normalised with CIs.
--- Job-level rows only (per-subject detail rows of RDM metrics stay in `scores`). Voxel datasets run one
--- job per subject: values and CI bounds are averaged over subjects (each CI is a seeded bootstrap over
--- stimuli, or over units for selector metrics); sd_subjects shows the spread between subjects.
+-- Job-level rows only (per-subject detail rows of RDM metrics stay in `scores`), of each name's current
+-- configuration only (`current_jobs`). Voxel datasets run one job per subject: values are means over
+-- subjects. CI: with one subject, that job's own 95% bootstrap CI (over stimuli, or units for selector
+-- metrics); with several, the 95% t-interval of the mean over subjects (mean ± t(0.975, n−1)·sd/√n), because
+-- the subjects are the samples a between-subject mean generalises over, and a bootstrap over 2–8 subjects has
+-- too few distinct resamples to cover (averaging each subject's stimulus CI is not a CI of the mean).
+-- `ci_method` says which. sd_subjects shows the spread between subjects.
 -- `normalised` is in % of the noise ceiling (Algonauts 2019 / 2023 conventions), `ceiling` on raw's scale.
 -- Rows a metric could not compute (NaN raw, reason in scores.extra) are left out.
+-- Ties in rank print in a fixed order: the CLI sorts by rank, then backbone, head, random_init.
 WITH rows AS (
     SELECT
         j.dataset, s.roi, s.metric, j.backbone, j.head, j.random_init, j.subject,
@@ -12,8 +17,44 @@ WITH rows AS (
         TRY_CAST(s.extra ->> 'norm_ci_high' AS DOUBLE) AS norm_ci_high,
         TRY_CAST(s.extra ->> 'perm_p' AS DOUBLE) AS perm_p
     FROM scores s
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     WHERE j.status = 'done' AND coalesce(s.subject, '') = '' AND isfinite(s.raw)
+),
+subjects AS (  -- one row per subject (jobs of one subject that differ only in run options are averaged)
+    SELECT dataset, roi, metric, backbone, head, random_init, subject,
+           avg(raw) AS raw, avg(ci_low) AS ci_low, avg(ci_high) AS ci_high, avg(normalised) AS normalised,
+           avg(norm_ci_low) AS norm_ci_low, avg(norm_ci_high) AS norm_ci_high, avg(ceiling) AS ceiling,
+           max(n) AS n, any_value(p_value) AS p_value, any_value(perm_p) AS perm_p
+    FROM rows
+    GROUP BY ALL
+),
+agg AS (
+    SELECT
+        dataset, roi, metric, backbone, head, random_init,
+        avg(raw) AS raw, stddev_samp(raw) AS sd_raw, count(*) AS n_subjects,
+        avg(normalised) AS normalised, stddev_samp(normalised) AS sd_normalised, count(normalised) AS n_normalised,
+        any_value(ci_low) AS ci_low1, any_value(ci_high) AS ci_high1,
+        any_value(norm_ci_low) AS norm_ci_low1, any_value(norm_ci_high) AS norm_ci_high1,
+        avg(ceiling) AS ceiling, max(n) AS n,
+        any_value(p_value) AS p_value1, any_value(perm_p) AS perm_p1
+    FROM subjects
+    GROUP BY ALL
+),
+t975 AS (  -- Student t 0.975 quantiles (scipy.stats.t.ppf); beyond 30 df a Cornish-Fisher expansion (< 1e-5 off)
+    SELECT * FROM (VALUES (1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (5, 2.5706), (6, 2.4469), (7, 2.3646),
+        (8, 2.3060), (9, 2.2622), (10, 2.2281), (11, 2.2010), (12, 2.1788), (13, 2.1604), (14, 2.1448), (15, 2.1314),
+        (16, 2.1199), (17, 2.1098), (18, 2.1009), (19, 2.0930), (20, 2.0860), (21, 2.0796), (22, 2.0739), (23, 2.0687),
+        (24, 2.0639), (25, 2.0595), (26, 2.0555), (27, 2.0518), (28, 2.0484), (29, 2.0452), (30, 2.0423)) AS t(df, q)
+),
+ci AS (
+    SELECT a.*,
+        coalesce(tr.q, 1.959964 + 2.372272 / (n_subjects - 1) + 2.822499 / (n_subjects - 1) ^ 2
+                 + 2.555850 / (n_subjects - 1) ^ 3) * sd_raw / sqrt(n_subjects) AS half_raw,
+        coalesce(tn.q, 1.959964 + 2.372272 / (n_normalised - 1) + 2.822499 / (n_normalised - 1) ^ 2
+                 + 2.555850 / (n_normalised - 1) ^ 3) * sd_normalised / sqrt(n_normalised) AS half_norm
+    FROM agg a
+    LEFT JOIN t975 tr ON tr.df = a.n_subjects - 1
+    LEFT JOIN t975 tn ON tn.df = a.n_normalised - 1
 )
 SELECT
     dataset,
@@ -22,21 +63,21 @@ SELECT
     backbone,
     head,
     random_init,
-    avg(raw) AS raw,
-    avg(ci_low) AS ci_low,
-    avg(ci_high) AS ci_high,
-    avg(normalised) AS normalised,
-    avg(norm_ci_low) AS norm_ci_low,
-    avg(norm_ci_high) AS norm_ci_high,
-    avg(ceiling) AS ceiling,
-    stddev_samp(raw) AS sd_subjects,
-    count(DISTINCT subject) AS n_subjects,
-    max(n) AS n,
-    CASE WHEN count(*) = 1 THEN any_value(p_value) END AS p_value,
-    CASE WHEN count(*) = 1 THEN any_value(perm_p) END AS perm_p,
-    rank() OVER (PARTITION BY dataset, roi, metric ORDER BY avg(raw) DESC) AS rank,
-    CASE WHEN avg(normalised) IS NOT NULL
-         THEN rank() OVER (PARTITION BY dataset, roi, metric, avg(normalised) IS NULL ORDER BY avg(normalised) DESC)
-    END AS rank_normalised
-FROM rows
-GROUP BY dataset, roi, metric, backbone, head, random_init
+    raw,
+    CASE WHEN n_subjects = 1 THEN ci_low1 ELSE raw - half_raw END AS ci_low,
+    CASE WHEN n_subjects = 1 THEN ci_high1 ELSE raw + half_raw END AS ci_high,
+    normalised,
+    CASE WHEN n_normalised = 1 THEN norm_ci_low1 WHEN n_normalised > 1 THEN normalised - half_norm END AS norm_ci_low,
+    CASE WHEN n_normalised = 1 THEN norm_ci_high1 WHEN n_normalised > 1 THEN normalised + half_norm END AS norm_ci_high,
+    ceiling,
+    sd_raw AS sd_subjects,
+    n_subjects,
+    n,
+    CASE WHEN n_subjects = 1 THEN p_value1 END AS p_value,
+    CASE WHEN n_subjects = 1 THEN perm_p1 END AS perm_p,
+    rank() OVER (PARTITION BY dataset, roi, metric ORDER BY raw DESC) AS rank,
+    CASE WHEN normalised IS NOT NULL
+         THEN rank() OVER (PARTITION BY dataset, roi, metric, normalised IS NULL ORDER BY normalised DESC)
+    END AS rank_normalised,
+    CASE WHEN n_subjects = 1 THEN 'bootstrap' ELSE 't_subjects' END AS ci_method
+FROM ci

@@ -29,12 +29,12 @@ identity AS (  -- what a backbone is, beyond its name: plugin and validated argu
     SELECT backbone, random_init,
            arg_max(config -> 'backbone' ->> 'plugin', finished_at) AS plugin,
            arg_max(CAST(config -> 'backbone' -> 'args' AS VARCHAR), finished_at) AS args
-    FROM jobs WHERE status = 'done'
+    FROM current_jobs WHERE status = 'done'
     GROUP BY backbone, random_init
 ),
 labels AS (
     SELECT dataset, backbone, head, random_init, bool_or(json_exists(config, '$.in_process')) AS in_process
-    FROM jobs WHERE status = 'done'
+    FROM current_jobs WHERE status = 'done'
     GROUP BY dataset, backbone, head, random_init
 ),
 models AS (

@@ -6,7 +6,7 @@
 WITH v AS (
     SELECT j.dataset, j.head, j.subject, u.metric, u.roi, u.unit, j.backbone, j.random_init, u.value
     FROM unit_scores u
-    JOIN jobs j USING (job_id)
+    JOIN current_jobs j USING (job_id)
     JOIN entries m ON m.name = split_part(u.metric, '.', 1) AND m.plugin = 'pearson'
     WHERE j.status = 'done' AND isfinite(u.value)
 ),

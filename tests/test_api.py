@@ -15,7 +15,7 @@ import yaml
 
 import harness
 from harness.contracts import Head, HeadInput, HeadOutput, RDMTargets
-from harness.errors import HarnessError, StoreError
+from harness.errors import HarnessError, QueryError
 from harness.scoring import rdm_from_features
 from harness.session import SESSION
 from harness.specs import LAYER_WEIGHTS, MODEL_RDMS, RDMS, TOKENS, PluginArgs, PluginSpec
@@ -185,7 +185,7 @@ def test_sql_is_read_only_like_the_cli(api_env: dict[str, str]) -> None:
     n = len(harness.sql("SELECT * FROM jobs"))
     for q in ("DELETE FROM jobs", "DROP TABLE jobs", "SELECT 1; DELETE FROM jobs",
               "CREATE TABLE x AS SELECT 1", "INSERT INTO runs SELECT * FROM runs"):
-        with pytest.raises(StoreError):
+        with pytest.raises(QueryError):  # bad input (exit 2), refused before the database is touched
             harness.sql(q)
     assert len(harness.sql("SELECT * FROM jobs")) == n == 1
     assert harness.sql("SELECT count(*) AS n FROM jobs WHERE status = ?", ["done"])["n"].item() == 1

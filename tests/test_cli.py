@@ -62,14 +62,15 @@ def test_plan_run_leaderboard_sql_cache(env: dict[str, str], tmp_path: Path) -> 
     r = cli("sql", "SELECT backbone, status FROM jobs", "--parquet", str(tmp_path / "j.parquet"), env=env)
     assert r.returncode == 0 and (tmp_path / "j.parquet").stat().st_size > 0
     r = cli("sql", "DELETE FROM jobs", env=env)
-    assert r.returncode == 3 and "read-only" in r.stderr
+    assert r.returncode == 2 and "read-only" in r.stderr  # bad input, not a database problem
     r = cli("cache", "ls", env=env)
     assert "mnv2_rand" in r.stdout
     r = cli("cache", "clear", env=env)
     assert "removed 1" in r.stdout
-    # explicitly asking for the missing-weights entry fails the job with the one-line error
+    # explicitly asking for the missing-weights entry: nothing to run (exit 2), the file named
     r = cli("run", "-b", "mnv2_real", "-H", "rsa", "-d", "algo", env=env)
-    assert r.returncode == 0 and "skipped" in r.stdout and "nope.safetensors" in r.stdout
+    assert r.returncode == 2 and "skipped" in r.stdout and "nope.safetensors" in r.stdout
+    assert "nothing to run" in r.stderr and "nope.safetensors" in r.stderr
 
 
 def test_bad_registry_exit_code(env: dict[str, str], tmp_path: Path) -> None:

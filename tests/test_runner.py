@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import DataError, RunLockedError, StoreError
+from harness.errors import DataError, QueryError, RunLockedError, StoreError
 from harness.plan import make_plan
 from harness.runner import Runner
 from harness.store import Store
@@ -103,7 +103,7 @@ def test_interrupt_keeps_whole_jobs_and_resumes(setup) -> None:
 
 def test_second_run_on_same_db_is_refused(setup) -> None:
     f, store = setup
-    with store.run_lock(), pytest.raises(RunLockedError, match="another harness run is writing"):
+    with Store(store.path).run_lock(), pytest.raises(RunLockedError, match="another harness run is writing"):
         Runner(f, store).run(make_plan(f, heads=["rsa"]))
 
 
@@ -120,7 +120,7 @@ def test_sql_is_read_only(setup) -> None:
     Runner(f, store).run(make_plan(f, heads=["rsa"]))
     for bad in ("DELETE FROM jobs", "SELECT 1; DROP TABLE jobs", "DROP TABLE jobs", "INSERT INTO runs VALUES (1)",
                 "WITH x AS (SELECT 1) DELETE FROM jobs"):
-        with pytest.raises(StoreError):
+        with pytest.raises(QueryError):
             store.query(bad)
     assert rows(store, "SELECT count(*) FROM jobs")[0][0] == 1
 

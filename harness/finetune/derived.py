@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from harness.errors import DataError
+from harness.pids import alive as _alive
 
 log = logging.getLogger("harness")
 
@@ -199,13 +200,3 @@ class DerivedStore:
         m = _read_manifest(final)
         assert m is not None
         return m
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

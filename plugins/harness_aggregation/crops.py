@@ -126,7 +126,7 @@ def stage_bank(
         grid=grid,
     )
     n = len(stimuli) * n_crops
-    hit = cache.get(key)
+    hit = cache.open(key)
     if hit is None:
         backbone.to(device)
         meta = {"backbone": backbone.ctx.entry.name, "random_init": backbone.ctx.entry.random_init,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -83,11 +84,14 @@ def read_fmri_rdms(root: Path, rois: tuple[str, ...]) -> dict[str, np.ndarray]:
     """ROI → subjects × N × N from ``rdms.npz`` or ``target_fmri.mat``."""
     npz = root / "rdms.npz"
     if npz.is_file():
-        with np.load(npz, allow_pickle=False) as z:
-            missing = [r for r in rois if r not in z.files]
-            if missing:
-                raise DataError(f"{npz}: no arrays {missing} (found {z.files}); expected {LAYOUT}")
-            return {r: _check_rdm_stack(np.asarray(z[r], np.float64), npz, r, 3, "subjects×N×N") for r in rois}
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                missing = [r for r in rois if r not in z.files]
+                if missing:
+                    raise DataError(f"{npz}: no arrays {missing} (found {z.files}); expected {LAYOUT}")
+                return {r: _check_rdm_stack(np.asarray(z[r], np.float64), npz, r, 3, "subjects×N×N") for r in rois}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # damaged archive: Bad CRC-32, truncated
+            raise DataError(f"{npz}: damaged or not a numpy .npz archive ({type(exc).__name__}: {exc})") from exc
     mat = root / "target_fmri.mat"
     if not mat.is_file():
         raise DataError(f"{root}: no rdms.npz or target_fmri.mat (expected {LAYOUT})")

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,7 @@ class GroundTruth:
                 arrays = {k: z[k] for k in cls._ARRAYS}
                 layers = tuple(meta["layers"])
                 basis = {layer: z[f"channel_basis_{i:03d}"] for i, layer in enumerate(layers)}
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"{folder}: not a saved synthetic ground truth (truth.json + truth.npz): {exc}") from exc
         return cls(roi_names=tuple(meta["roi_names"]), roi_level=meta["roi_level"], roi_layer_pos=meta["roi_layer_pos"],
                    hierarchy_slope=float(meta["hierarchy_slope"]), layers=layers, backbone=meta["backbone"],
