@@ -28,6 +28,7 @@ import argparse
 import gc
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -147,6 +148,30 @@ def loadavg() -> str:
         return "load average n/a"
 
 
+def blas_report(torch_mod: Any) -> list[str]:
+    """Which BLAS/LAPACK each library runs on, with how many threads: the first thing to check when a fresh
+    install is slower than a published figure (numpy's wheel brings OpenBLAS, torch's brings MKL; the ridge
+    backends use one or the other, and a thread count of 1 or an oversubscribed pool changes every ratio)."""
+    lines = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for d in threadpool_info():
+            lines.append(f"  threadpool {d.get('user_api')}: {d.get('internal_api')} {d.get('version') or ''} "
+                         f"({d.get('num_threads')} threads, {d.get('architecture') or d.get('threading_layer') or ''}) "
+                         f"from {Path(d.get('filepath', '')).name}")
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        lines.append("  threadpoolctl not installed: numpy/scipy BLAS unknown")
+    cfg = torch_mod.__config__.show()
+    info = dict(re.findall(r"\b(BLAS_INFO|LAPACK_INFO)=([^,\s]+)", cfg))
+    lines.append(f"  torch BLAS {info.get('BLAS_INFO', '?')}, LAPACK {info.get('LAPACK_INFO', '?')}, "
+                 f"mkl {torch_mod.backends.mkl.is_available()}, {torch_mod.get_num_threads()} intra-op threads; "
+                 f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '<unset>')}, "
+                 f"MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS', '<unset>')}, "
+                 f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '<unset>')}")
+    return lines
+
+
 def column_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64) - a.mean(0)
     b = b.astype(np.float64) - b.mean(0)
@@ -205,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '<unset>')}"
     )
+    print("\n".join(blas_report(torch)))
     print(
         f"harness backend: {backend.name} on {backend.device}"
         + (" (oneDNN float32 GEMM)" if onednn else "")

@@ -27,7 +27,7 @@ DEFAULT_VIEW = "leaderboard"
 DEFAULT_TOP = 10
 
 #: columns shown by default, in this order (everything with ``wide``)
-ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "raw", "ci_low", "ci_high",
+ESSENTIAL = ("rank", "dataset", "roi", "metric", "backbone", "head", "random_init", "images", "raw", "ci_low", "ci_high",
              "normalised", "ceiling", "control", "control_raw", "control_normalised", "n_subjects", "in_process",
              "task", "base", "delta_raw", "slope", "r2")
 #: columns holding entry names: never cut when printed

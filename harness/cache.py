@@ -3,9 +3,10 @@
 The key hashes everything that changes the numbers: weights digest, preprocessing,
 layer list, stimulus bytes, precision, token grid cap and the extractor version.
 Entries are written into a temporary folder and renamed into place, so a killed
-extraction never leaves a half entry that a later run would trust; each file's size and
-checksum are recorded while it is written and checked before the entry is trusted
-(see :mod:`harness.cache_integrity`).
+extraction never leaves a half entry that a later run would trust, and two workers
+filling the same key on a shared file system both succeed: one rename wins, the other
+drops its identical copy. Each file's size and checksum are recorded while it is written
+and checked before the entry is trusted (see :mod:`harness.cache_integrity`).
 """
 
 from __future__ import annotations
@@ -223,10 +224,12 @@ class TokenCache:
             (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
             integrity.write_stamp(tmp, [*files, "meta.json"])  # verified as written
             final = self.root / key
-            if final.exists():  # another process finished first: identical content by construction
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
+            try:
+                os.rename(tmp, final)  # atomic; fails if another process (worker) put the key there first
+            except OSError:
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(tmp)  # lost the race: the winner's entry has identical content by construction
         except BaseException:
             w.close()
             shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from harness.factory import Factory
     from harness.plan import Plan
+    from harness.executors.base import Executor
     from harness.runner import RunSummary
     from harness.store import Store
 
@@ -198,12 +199,20 @@ def run(
     precision: Annotated[str | None, typer.Option(help="auto, fp32 or bf16 (autocast) extraction; auto: bf16 on CUDA, and on CPU for families measured accurate (r ≥ 0.999) and faster.")] = None,
     finetune: Annotated[list[str] | None, typer.Option("--finetune", help="Cross base backbones (-b, default all) with their derived backbones fine-tuned on TASK; prints finetune_deltas.")] = None,
     everything: Everything = False,
+    executor: Annotated[str | None, typer.Option(help="local (this process) or ray [env HARNESS_EXECUTOR].")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port; unset starts a local one [env HARNESS_RAY_ADDRESS].")] = None,
+    cpus_per_job: Annotated[float | None, typer.Option(help="CPUs each Ray task requests (default 1) [env HARNESS_CPUS_PER_JOB].")] = None,
+    gpus_per_job: Annotated[float | None, typer.Option(help="GPUs each Ray task requests (default 0; fractions share a card) [env HARNESS_GPUS_PER_JOB].")] = None,
+    split_heads: Annotated[bool | None, typer.Option("--split-heads/--no-split-heads", help="One task per head after one extraction task per dataset × backbone [env HARNESS_SPLIT_HEADS].")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph with each task's resources; run nothing.")] = False,
 ) -> None:
     """Cross backbones × heads × datasets × subjects; finished jobs are skipped, failed ones retried."""
-    from harness.extract import resolve_device
+    from harness.executors import options
     from harness.store import Store
 
-    dev = resolve_device(device)
+    eo = options.resolve(_settings(), executor, address, cpus_per_job, gpus_per_job, split_heads,
+                         batch_size_given=batch_size is not None)
+    dev = options.device_for(eo, device)
     f = _factory(device=dev, random_init=random_init, batch_size=batch_size, precision=precision)
     ft_skips: list = []
     if finetune:  # each base backbone followed by its derived (fine-tuned) backbones: see harness/cli_finetune.py
@@ -216,8 +225,14 @@ def run(
         p.skipped.extend(ft_skips)
         if not state.quiet or not p.jobs:
             _print_skips(p)
+        ex = options.make_executor(eo)
+        if dry_run:  # see harness/cli_executor.py
+            from harness.cli_executor import show_task_graph
+
+            show_task_graph(ex, p, store, console)
+            return
         p.require_jobs()
-        summary = _run_plan(p, f, store, dev)
+        summary = _run_plan(p, f, store, dev, ex)
     if not state.quiet:
         console.print(f"run {summary.run_id}: {summary.done} done, {summary.cached} already done, "
                       f"{len(summary.failed)} failed → {f.settings.db}", highlight=False)
@@ -235,7 +250,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
+def _run_plan(p: Plan, f: Factory, store: Store, dev: str, ex: Executor) -> RunSummary:
     """Run the plan with progress bars on stderr; the summary comes back for printing."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
@@ -243,7 +258,7 @@ def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
 
     with Progress(text_column("{task.description}"), BarColumn(), text_column("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, disable=state.quiet, transient=False) as prog:
-        overall = prog.add_task(f"jobs on {dev}", total=len(p.jobs))
+        overall = prog.add_task(f"jobs on {dev}" + (f" via {ex.name}" if ex.name != "local" else ""), total=len(p.jobs))
         tasks: dict[str, int] = {}
 
         def on_extract(label: str, done: int, total: int) -> None:
@@ -258,7 +273,7 @@ def _run_plan(p: Plan, f: Factory, store: Store, dev: str) -> RunSummary:
                 prog.update(overall, description=f"jobs on {dev}: {label}")
 
         f.progress = on_extract
-        return Runner(f, store, progress=on_job).run(p, argv=argv_string())
+        return Runner(f, store, progress=on_job, executor=ex).run(p, argv=argv_string())
 
 
 @app.command()
@@ -353,9 +368,13 @@ def cache_clear(key: Annotated[str | None, typer.Argument(help="Key prefix; all 
 import harness.cli_data  # noqa: E402  (harness data status|fetch|ceiling)
 import harness.cli_finetune  # noqa: E402,F401  (harness finetune)
 import harness.cli_report  # noqa: E402,F401  (harness report)
+import harness.cli_export  # noqa: E402,F401  (harness export)
 from harness.cli_weights import weights_app  # noqa: E402  (harness weights status)
 
 app.add_typer(weights_app, name="weights")
+from harness.cli_analyze import analyze_app  # noqa: E402  (harness analyze clusters|channels)
+
+app.add_typer(analyze_app, name="analyze")
 
 
 def main() -> None:

@@ -42,6 +42,8 @@ class BuildContext:
     tokens_for: Callable[[str, Stimuli], TokenStore] | None = None
     #: lets a dataset reuse another registry dataset's stimuli (e.g. a synthetic brain on real images)
     stimuli_for: Callable[[str], Stimuli] | None = None
+    #: lets a dataset wrap another registry dataset (e.g. a training-set subsample for data-scaling curves)
+    dataset_for: Callable[[str], Dataset] | None = None
 
     @property
     def random_init(self) -> bool:
@@ -196,6 +198,24 @@ class VoxelTargets:
             raise DataError(f"{where}: train and test stimuli overlap")
 
 
+@dataclass(frozen=True)
+class RDMFold:
+    """One held-out evaluation of an RDM dataset, as data (the dataset decides the protocol, heads follow it).
+
+    A head fits its model to the RDMs of the ``train`` ROIs (each restricted to the listed positions of that
+    ROI's RDM, all of its subjects) and predicts ``roi``'s RDM among the images at positions ``test`` only;
+    the metric scores that block among its own images. The images scored never overlap the images trained
+    on (checked in :meth:`RDMTargets.validate`). ``subjects``: ``held_out`` when the scored subjects'
+    RDMs are not among the training RDMs (another image set's subjects), ``seen`` when they are (k-fold over
+    images of one set: same subjects, other images).
+    """
+
+    roi: str
+    test: np.ndarray
+    train: dict[str, np.ndarray]
+    subjects: Literal["held_out", "seen"] = "seen"
+
+
 @dataclass
 class RDMTargets:
     """RDMs per ROI, each ``subjects × stimuli × stimuli``."""
@@ -210,11 +230,25 @@ class RDMTargets:
     #: ROI → ``subjects × time × N × N``: the time-resolved RDMs (MEG) whose mean over time is the ROI's RDM.
     #: Heads may train on time points sampled from them (Gaziv 2019); scoring always uses ``rdms``.
     time_rdms: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the held-out-image protocol (see :class:`RDMFold`); empty: heads use their own protocol on these images
+    #: (images seen, subjects held out). With folds, only the ROIs they name are predicted and scored.
+    folds: list[RDMFold] = field(default_factory=list)
     kind: ClassVar[str] = "rdms"
 
     def stimuli_of(self, roi: str, n_stimuli: int) -> np.ndarray:
         idx = self.stimulus_idx.get(roi)
         return np.arange(n_stimuli) if idx is None else np.asarray(idx)
+
+    def scored_rois(self) -> list[str]:
+        """The ROIs a head predicts and a metric scores: those the folds name, or every ROI."""
+        return list(dict.fromkeys(f.roi for f in self.folds)) if self.folds else list(self.rdms)
+
+    def protocol(self) -> dict[str, str]:
+        """``images``/``subjects``: ``held_out`` or ``seen``, as recorded with every job and score."""
+        if not self.folds:
+            return {"images": "seen", "subjects": "held_out"}
+        return {"images": "held_out",
+                "subjects": "held_out" if all(f.subjects == "held_out" for f in self.folds) else "seen"}
 
     def validate(self, n_stimuli: int, where: str) -> None:
         for roi, r in self.rdms.items():
@@ -232,6 +266,8 @@ class RDMTargets:
             asym = float(np.abs(r - r.transpose(0, 2, 1)).max())
             if asym > 1e-5 * max(1.0, float(np.abs(r).max())):
                 raise DataError(f"{w}: RDM is not symmetric (max |D - Dᵀ| = {asym:.3g})")
+        for k, fold in enumerate(self.folds):
+            self._validate_fold(k, fold, n_stimuli, where)
         for roi, tr in self.time_rdms.items():
             w = f"{where}: ROI {roi!r} time-resolved RDMs"
             if roi not in self.rdms:
@@ -240,6 +276,23 @@ class RDMTargets:
                 raise DataError(f"{w}: shape {tr.shape}, expected subjects×time×N×N with subjects×N×N = "
                                 f"{self.rdms[roi].shape}")
             _finite_or_raise(tr, w)
+
+
+    def _validate_fold(self, k: int, fold: RDMFold, n_stimuli: int, where: str) -> None:
+        w = f"{where}: fold {k} (ROI {fold.roi!r})"
+        seen: set[int] = set()
+        for roi, pos in (*fold.train.items(), (fold.roi, fold.test)):
+            if roi not in self.rdms:
+                raise DataError(f"{w}: no ROI {roi!r} in the targets ({sorted(self.rdms)})")
+            n = self.rdms[roi].shape[1]
+            pos = np.asarray(pos)
+            if pos.size < (3 if roi == fold.roi else 2) or pos.min() < 0 or pos.max() >= n or len(np.unique(pos)) != len(pos):
+                raise DataError(f"{w}: positions of {roi!r} must be ≥ 3 distinct indices below {n} (scored) or ≥ 2 (train)")
+            images = {int(i) for i in self.stimuli_of(roi, n_stimuli)[pos]}
+            if roi == fold.roi and images & seen:
+                raise DataError(f"{w}: {len(images & seen)} scored image(s) are also training images")
+            if roi != fold.roi:
+                seen |= images
 
 
 Targets = VoxelTargets | RDMTargets
@@ -306,6 +359,9 @@ class HeadOutput:
     #: long table of extra selections: unit, roi, selector, layer, layer_index, weight, value
     selections: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: files the head saved for later analysis, name → path (e.g. ``"model"``: the fitted weights as a
+    #: content-addressed safetensors file); the runner links them to the job in the ``artifacts`` table
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 class Head(Plugin):

@@ -40,7 +40,7 @@ class Factory:
         check_requirements(cls.spec, entry.name)
         args = validate_args(entry, cls)
         ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
-                           stimuli_for=self.stimuli_of)
+                           stimuli_for=self.stimuli_of, dataset_for=self.dataset)
         return cls(args, ctx)
 
     def backbone(self, name: str) -> Backbone:

@@ -19,8 +19,8 @@ from harness.specs import Preprocess
 _INTERP = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
-def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Resize the shorter side, centre-crop, scale to [0, 1], normalise; returns ``3×crop×crop`` float32."""
+def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
+    """Resize the shorter side and centre-crop: the frame the network (and its token grid) sees."""
     img = img.convert("RGB")
     w, h = img.size
     scale = pre.resize / min(w, h)
@@ -28,7 +28,12 @@ def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), _INTERP[pre.interpolation])
     left, top = (nw - pre.crop) // 2, (nh - pre.crop) // 2
-    img = img.crop((left, top, left + pre.crop, top + pre.crop))
+    return img.crop((left, top, left + pre.crop, top + pre.crop))
+
+
+def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:
+    """Resize the shorter side, centre-crop, scale to [0, 1], normalise; returns ``3×crop×crop`` float32."""
+    img = crop_image(img, pre)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))

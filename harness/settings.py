@@ -18,6 +18,10 @@ import tomllib
 from harness.errors import HarnessError
 
 
+#: config-file keys kept in ``Settings.extra`` for the executor (resolved in harness/executors/options.py)
+EXECUTOR_KEYS = ("executor", "ray_address", "cpus_per_job", "gpus_per_job", "split_heads")
+
+
 def _config_file() -> Path:
     env = os.environ.get("HARNESS_CONFIG")
     if env:
@@ -33,7 +37,7 @@ def _read_config(path: Path) -> dict[str, str]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: invalid TOML: {exc}") from exc
-    allowed = {"home", "data_root", "db", "device", "registry"}
+    allowed = {"home", "data_root", "db", "device", "registry", *EXECUTOR_KEYS}
     unknown = set(data) - allowed
     if unknown:
         raise HarnessError(f"{path}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -83,4 +87,5 @@ def load_settings() -> Settings:
         db=db,
         device=os.environ.get("HARNESS_DEVICE") or cfg.get("device", "auto"),
         registry=Path(reg).expanduser() if reg else None,
+        extra={k: cfg[k] for k in EXECUTOR_KEYS if k in cfg},
     )

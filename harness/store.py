@@ -199,8 +199,11 @@ class Store:
             )
 
     def write_job(self, job: dict[str, Any], scores: list[dict[str, Any]], selections: list[dict[str, Any]],
-                  unit_scores: list[dict[str, Any]] | None = None) -> None:
-        """Replace everything of this job atomically: a rerun never duplicates rows."""
+                  unit_scores: list[dict[str, Any]] | None = None, artifacts: dict[str, str] | None = None) -> None:
+        """Replace everything of this job atomically: a rerun never duplicates rows.
+
+        ``artifacts``: name → path of files the head saved (content-addressed: the file stem is its sha256).
+        """
         job = dict(job)
         job["config"] = json.dumps(job["config"], sort_keys=True, default=str)
         job_df = pd.DataFrame([job])
@@ -220,12 +223,20 @@ class Store:
             {"metric": "string", "roi": "string", "unit": "string", "value": "float64"})
         with self._write() as con:
             jid = job["job_id"]
-            for table in ("scores", "selections", "unit_scores", "jobs"):
+            # analyses of an earlier fit of this job (harness analyze) describe a model that is being replaced
+            for table in ("scores", "selections", "unit_scores", "artifacts", "clusters", "channel_images", "jobs"):
                 con.execute(f"DELETE FROM {table} WHERE job_id = ?", [jid])
+            for col in ("images", "subjects", "model_rdms"):  # migration 004: protocol and predicted-RDM link
+                if col not in job_df:
+                    job_df[col] = None
+            job_df[["images", "subjects", "model_rdms"]] = job_df[["images", "subjects", "model_rdms"]].astype("string")
             con.register("job_df", job_df)
             con.execute(
-                "INSERT INTO jobs SELECT job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, "
-                "config::JSON, random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at FROM job_df"
+                "INSERT INTO jobs (job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, config, "
+                "random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at, images, subjects, "
+                "model_rdms) SELECT job_id, run_id, backbone, head, dataset, subject, status, error, wall_s, "
+                "config::JSON, random_init, weights_digest, tokens_key, n_excluded, started_at, finished_at, images, "
+                "subjects, model_rdms FROM job_df"
             )
             if len(sdf):
                 con.register("score_df", sdf)
@@ -236,6 +247,8 @@ class Store:
             if len(udf):
                 con.register("unit_df", udf)
                 con.execute(f"INSERT INTO unit_scores SELECT {', '.join(unit_cols)} FROM unit_df")
+            for name, path in (artifacts or {}).items():
+                con.execute("INSERT INTO artifacts VALUES (?, ?, ?, ?)", [jid, name, str(path), Path(path).stem])
 
     # ------------------------------------------------------------------ reading
     def finished_jobs(self) -> set[str]:

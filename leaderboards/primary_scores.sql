@@ -48,8 +48,8 @@ paired AS (
     FROM models m
     LEFT JOIN models c
       ON NOT m.random_init AND c.random_init AND c.plugin = m.plugin AND c.args = m.args
-     AND c.dataset = m.dataset AND c.roi = m.roi AND c.metric = m.metric AND c.head = m.head
-    QUALIFY row_number() OVER (PARTITION BY m.dataset, m.roi, m.metric, m.backbone, m.head, m.random_init
+     AND c.dataset = m.dataset AND c.roi = m.roi AND c.metric = m.metric AND c.head = m.head AND c.images = m.images
+    QUALIFY row_number() OVER (PARTITION BY m.dataset, m.roi, m.metric, m.backbone, m.head, m.random_init, m.images
                                ORDER BY c.backbone NULLS LAST) = 1
 ),
 shown AS (
@@ -57,12 +57,13 @@ shown AS (
     WHERE NOT p.random_init
        OR NOT EXISTS (SELECT 1 FROM models t
                       WHERE NOT t.random_init AND t.plugin = p.plugin AND t.args = p.args AND t.dataset = p.dataset
-                        AND t.roi = p.roi AND t.metric = p.metric AND t.head = p.head)
+                        AND t.roi = p.roi AND t.metric = p.metric AND t.head = p.head AND t.images = p.images)
 )
 SELECT
     dataset, roi,
-    rank() OVER (PARTITION BY dataset, roi, metric ORDER BY raw DESC) AS rank,
-    backbone, head, metric, random_init,
+    -- held-out-image scores first (issue 10; `images` labels the rest), as in the `leaderboard` view
+    rank() OVER (PARTITION BY dataset, roi, metric ORDER BY images = 'held_out' DESC, raw DESC) AS rank,
+    backbone, head, metric, random_init, images,
     raw, ci_low, ci_high, normalised, ceiling,
     control, control_raw, control_normalised,
     raw - control_raw AS gain_over_control,

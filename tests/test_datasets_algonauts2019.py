@@ -159,7 +159,7 @@ def test_fmri_plus_meg_pairs_levels_and_averages_sessions(tmp_path: Path) -> Non
 
 def test_time_resolved_meg_windows(tmp_path: Path) -> None:
     root = cichy_fixture(tmp_path / "c", n=8, n_sub=4, meg=False, time_resolved=True)
-    ds = algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[-100, -80], meg_window_ms=5)
+    ds = algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[-100, -80], meg_window_ms=5, images="seen")
     t = ds.targets("all")
     t.validate(8, "fixture")
     assert list(t.rdms) == ["MEG_t-100", "MEG_t-80"]
@@ -172,11 +172,11 @@ def test_time_resolved_meg_windows(tmp_path: Path) -> None:
     assert np.all(np.diagonal(got, axis1=1, axis2=2) == 0)
     assert t.roi_levels["MEG_t-100"] < t.roi_levels["MEG_t-80"]
     with pytest.raises(DataError, match="no MEG samples"):
-        algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[500]).targets("all")
+        algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[500], images="seen").targets("all")
     assert t.time_rdms == {}  # per-sample RDMs only when asked
 
     # meg_time_resolved: each window also carries its per-sample RDMs, whose time mean is the window's RDM
-    tr = algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[-100, -80], meg_window_ms=5,
+    tr = algo(tmp_path, root=str(root), modalities=["meg"], meg_windows=[], meg_times_ms=[-100, -80], meg_window_ms=5, images="seen",
               meg_time_resolved=True).targets("all")
     tr.validate(8, "fixture")
     per = tr.time_rdms["MEG_t-80"]

@@ -1,11 +1,12 @@
 """The learned stage-aggregation head (Gaziv, *Learning to aggregate feature representations*, Algonauts 2019).
 
-Protocol on one RDM dataset: subjects are split into folds (default 5; ``folds: null`` is
-leave-one-subject-out); for each fold one encoder is trained on all its training subjects'
-RDMs at once and its RDM (1 − Pearson r of centre-crop embeddings) predicts every held-out
-subject, so no subject is scored by a model that saw its data (the images are shared, as in
-the rsa head's protocol). ``train_roi`` instead trains a ROI's encoder on all subjects of
-another ROI — with a dataset joining image sets, a test on unseen images and subjects.
+Protocol: the dataset's held-out-image folds (:attr:`RDMTargets.folds`, the default for RDM datasets):
+per fold one encoder is trained on the training ROIs' RDMs over their training images (several image
+sets at once, each with its own subjects) and its RDM (1 − Pearson r of centre-crop embeddings) of the
+fold's test images predicts every subject. Without folds (dataset ``images: seen``) subjects are split
+into folds (default 5; ``folds: null`` is leave-one-subject-out); each fold's encoder is trained on its
+training subjects' RDMs and predicts the held-out subjects on the same images. ``train_roi`` (images
+seen only) trains a ROI's encoder on all subjects of another ROI.
 
 Stage weights are each stage's share of the embedding's across-image variance (see
 :func:`harness_aggregation.model.stage_shares`), with 95 % CIs across channels (bootstrap),
@@ -32,7 +33,7 @@ from harness_aggregation.loss import LossKind
 from harness_aggregation.model import MaskKind, Normalize, stage_shares
 from harness_aggregation.sources import BankSource, FeatureSource, LiveSource
 from harness_aggregation.stats import channel_bootstrap_ci, jackknife_ci, t_ci
-from harness_aggregation.train import Fitted, TrainConfig, fit
+from harness_aggregation.train import Fitted, TrainBlock, TrainConfig, fit_blocks
 
 
 class AggregationArgs(PluginArgs):
@@ -170,12 +171,16 @@ class StageAggregationHead(Head):
         if not isinstance(t, RDMTargets) or data.backbone is None:
             raise DataError(f"head {self.ctx.entry.name!r} needs RDM targets and the live backbone")
         a = self.args
+        if t.folds and a.train_roi:
+            raise DataError(f"head {self.ctx.entry.name!r}: args.train_roi cannot combine with the dataset's "
+                            "held-out-image folds; say what trains what in the dataset's args.predict "
+                            "(e.g. {\"92\": [\"118\"]}) or set the dataset's images: seen")
         unknown = sorted({*a.train_roi, *a.train_roi.values()} - set(t.rdms))
         if unknown or any(k == v for k, v in a.train_roi.items()):
             raise DataError(f"head {self.ctx.entry.name!r}: args.train_roi must map ROIs of the dataset "
                             f"({sorted(t.rdms)}) to other ROIs; got {dict(a.train_roi)}")
         n_sub = len(t.subject_ids)
-        if n_sub < 2 and not set(t.rdms) <= set(a.train_roi):
+        if n_sub < 2 and not t.folds and not set(t.rdms) <= set(a.train_roi):
             raise DataError(f"head {self.ctx.entry.name!r}: predicting held-out subjects needs at least 2 subjects")
         device = resolve_device(data.device)
         layers = data.backbone.layers
@@ -184,21 +189,28 @@ class StageAggregationHead(Head):
         source = self._source(data, stages, device)
         t_source = time.perf_counter() - t0
         folds = subject_folds(n_sub, a.folds, data.seed)
-        rois = list(t.rdms)
-        plan = [(roi, [np.arange(n_sub)] if roi in a.train_roi else folds) for roi in rois]
-        self._total, self._done, self._untrained = sum(len(f) for _, f in plan) * a.n_seeds, 0, None
+        rois = t.scored_rois()
+        plan = [(roi, [np.arange(n_sub)] if roi in a.train_roi or t.folds else folds) for roi in rois]
+        n_fits = len(t.folds) if t.folds else sum(len(f) for _, f in plan)
+        self._total, self._done, self._untrained = n_fits * a.n_seeds, 0, None
         weights = np.zeros((len(rois), len(layers)))
         model_rdms: dict[str, np.ndarray] = {}
         sels: list[dict[str, Any]] = []
-        info: dict[str, Any] = {"stages": stages, "folds": [[t.subject_ids[s] for s in f] for f in folds],
+        info: dict[str, Any] = {"stages": stages, "protocol": t.protocol(),
+                                "folds": [] if t.folds else [[t.subject_ids[s] for s in f] for f in folds],
+                                "image_folds": [{"roi": f.roi, "n_test": len(f.test),
+                                                 "train": {k: len(v) for k, v in f.train.items()}} for f in t.folds],
                                 "n_seeds": a.n_seeds, "train_roi": dict(a.train_roi), "stage_weights": {},
                                 "time_sampled_rois": [] if a.time_sampling_sd is None else
                                 sorted(r for r in t.rdms if a.train_roi.get(r, r) in t.time_rdms),
                                 "train_loss": {}, "stage_scalars": {}}
         for ri, (roi, roi_folds) in enumerate(plan):
-            fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)
+            if t.folds:
+                fits = self._fit_image_folds(source, t, roi, ri, len(stages), device, data)
+            else:
+                fits = self._fit_roi(source, t, roi, roi_folds, ri, len(stages), device, data)
             model_rdms[roi] = fits.rdms
-            summary = fits.summary(self.args, jackknife=roi not in a.train_roi, seed=data.seed)
+            summary = fits.summary(self.args, jackknife=len(fits.shares) > 1 and roi not in a.train_roi, seed=data.seed)
             for si, stage in enumerate(stages):
                 li = layers.index(stage)
                 weights[ri, li] = summary["mean"][si]
@@ -218,7 +230,7 @@ class StageAggregationHead(Head):
             info["stage_scalars"][roi] = summary["scalar"].tolist()
             info["train_loss"][roi] = fits.mean_loss()
         info["ci_methods"] = {"channels": "bootstrap over each stage's channels (percentile)",
-                              "folds": "delete-a-group jackknife over the subject folds' fits",
+                              "folds": "delete-a-group jackknife over the (subject or image) folds' fits",
                               "seeds": "t-interval over seeds (NaN with one seed)"}
         info["timing_s"] = {"features": t_source, "total": time.perf_counter() - t0}
         return HeadOutput(layers=layers, model_rdms=model_rdms, layer_weights=weights, unit_ids=rois, unit_rois=rois,
@@ -238,8 +250,8 @@ class StageAggregationHead(Head):
         for fi, held in enumerate(folds):
             train_subj = np.setdiff1d(np.arange(n_sub), held) if src == roi else np.arange(n_sub)
             for r in range(a.n_seeds):
-                fitted = self._fit_one(source, train_rdms[train_subj], train_idx, (data.seed, ri, fi, r), device, data,
-                                       None if timed is None else timed[train_subj])
+                block = TrainBlock(train_rdms[train_subj], train_idx, None if timed is None else timed[train_subj])
+                fitted = self._fit_one(source, [block], (data.seed, ri, fi, r), device, data)
                 assert fitted.embedding is not None
                 emb = fitted.embedding[pred_idx]
                 fits.rdms[held] += rdm_from_features(emb) / a.n_seeds
@@ -249,16 +261,45 @@ class StageAggregationHead(Head):
                 fits.losses.append(fitted.losses)
         return fits
 
-    def _fit_one(self, source: FeatureSource, rdms: np.ndarray, images: np.ndarray, key: tuple[int, ...],
-                 device: str, data: HeadInput, time_rdms: np.ndarray | None = None) -> Fitted:
+    def _fit_image_folds(self, source: FeatureSource, t: RDMTargets, roi: str, ri: int, n_stages: int, device: str,
+                         data: HeadInput) -> RoiFits:
+        """Every held-out-image fold × seed of one ROI: the test block's entries get the fold's seed-averaged RDM."""
+        a, n_stim = self.args, len(data.stimuli)
+        folds = [f for f in t.folds if f.roi == roi]
+        fits = RoiFits(rdms=np.full(t.rdms[roi].shape, np.nan), shares=np.zeros((len(folds), a.n_seeds, n_stages)),
+                       scalars=np.zeros((len(folds), a.n_seeds, n_stages)))
+        n_sub = len(t.subject_ids)
+        for fi, fold in enumerate(folds):
+            blocks = []
+            for src, pos in fold.train.items():
+                timed = t.time_rdms.get(src) if a.time_sampling_sd is not None else None
+                blocks.append(TrainBlock(t.rdms[src][:, pos][:, :, pos], t.stimuli_of(src, n_stim)[pos],
+                                         None if timed is None else timed[:, :, pos][..., pos]))
+            test = np.asarray(fold.test)
+            pred_idx = t.stimuli_of(roi, n_stim)[test]
+            acc = np.zeros((len(test), len(test)))
+            for r in range(a.n_seeds):
+                fitted = self._fit_one(source, blocks, (data.seed, ri, fi, r), device, data)
+                assert fitted.embedding is not None
+                emb = fitted.embedding[pred_idx]
+                acc += rdm_from_features(emb) / a.n_seeds
+                sh, pc = stage_shares(emb, fitted.model.widths, fitted.model.channels)
+                fits.shares[fi, r], fits.scalars[fi, r] = sh, fitted.model.stage.detach().cpu().numpy()
+                fits.per_channel = pc if not fits.per_channel else [x + y for x, y in zip(fits.per_channel, pc, strict=True)]
+                fits.losses.append(fitted.losses)
+            fits.rdms[np.ix_(np.arange(n_sub), test, test)] = acc
+        return fits
+
+    def _fit_one(self, source: FeatureSource, blocks: list[TrainBlock], key: tuple[int, ...], device: str,
+                 data: HeadInput) -> Fitted:
         """One training; with ``epochs: 0`` nothing is learned, so one untrained model serves every fold and ROI."""
         if self.args.epochs == 0:
             if self._untrained is None:
-                self._untrained = fit(source, rdms, self._config(), key[0], device, images)
+                self._untrained = fit_blocks(source, blocks, self._config(), key[0], device)
             fitted = self._untrained
         else:
             seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
-            fitted = fit(source, rdms, self._config(), seed, device, images, time_rdms)
+            fitted = fit_blocks(source, blocks, self._config(), seed, device)
         self._done += 1
         if data.progress:
             data.progress(f"aggregation fit {self._done}/{self._total}", 0.3 + 0.7 * self._done / self._total)

@@ -63,6 +63,17 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@dataclass(frozen=True)
+class TrainBlock:
+    """Training RDMs over one image set: subjects ``S×n×n`` over the source's stimuli ``images``; optional
+    time-resolved ``S×T×n×n`` (MEG). Several blocks (e.g. the 92 and 118 sets, each with its own subjects)
+    train one model together: each batch is drawn from one block."""
+
+    rdms: np.ndarray
+    images: np.ndarray
+    time_rdms: np.ndarray | None = None
+
+
 def fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
         images: np.ndarray | None = None, time_rdms: np.ndarray | None = None) -> Fitted:
     """Train on training subjects' RDMs ``S×n×n`` over the source's stimuli ``images`` (default: all, in order).
@@ -73,24 +84,42 @@ def fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, de
     by :func:`sample_time_index`; the reliability weights stay those of ``rdms`` (the interval mean).
     Returns the model and its centre-crop embedding of *every* stimulus of the source.
     """
+    n = np.asarray(rdms).shape[-1]
+    block = TrainBlock(np.asarray(rdms), np.arange(n) if images is None else np.asarray(images), time_rdms)
+    return fit_blocks(source, [block], cfg, seed, device)
+
+
+def fit_blocks(source: FeatureSource, blocks: list[TrainBlock], cfg: TrainConfig, seed: int,
+               device: str = "cpu") -> Fitted:
+    """:func:`fit` on one or several training blocks (image sets with their own subjects)."""
     with intra_op_threads(source.train_threads if device == "cpu" else None):
-        return _fit(source, rdms, cfg, seed, device, images, time_rdms)
+        return _fit(source, blocks, cfg, seed, device)
 
 
-def _fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, device: str,
-         images: np.ndarray | None, time_rdms: np.ndarray | None = None) -> Fitted:
+@dataclass
+class _Prepared:
+    targets: torch.Tensor
+    weights: torch.Tensor
+    timed: torch.Tensor | None
+    images: np.ndarray
+
+
+def _prepare(b: TrainBlock, cfg: TrainConfig, device: str) -> _Prepared:
+    weights = torch.from_numpy(reliability_weights(b.rdms, cfg.alpha, cfg.beta).astype(np.float32)).to(device)
+    targets = torch.from_numpy(np.asarray(b.rdms, np.float32)).to(device)
+    timed = None if b.time_rdms is None else torch.from_numpy(np.asarray(b.time_rdms, np.float32)).to(device)
+    if timed is not None and (timed.ndim != 4 or timed.shape[0] != targets.shape[0] or timed.shape[2:] != targets.shape[1:]):
+        raise ValueError(f"time-resolved RDMs {tuple(timed.shape)} do not match RDMs {tuple(targets.shape)} (S×T×n×n)")
+    if len(b.images) != targets.shape[-1]:
+        raise ValueError(f"{len(b.images)} stimulus indices for RDMs over {targets.shape[-1]} stimuli")
+    return _Prepared(targets, weights, timed, np.asarray(b.images))
+
+
+def _fit(source: FeatureSource, blocks: list[TrainBlock], cfg: TrainConfig, seed: int, device: str) -> Fitted:
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
     model = StageAggregator(source.channels, source.grids, cfg.masks, cfg.pool, cfg.normalize).to(device)
-    weights = torch.from_numpy(reliability_weights(rdms, cfg.alpha, cfg.beta).astype(np.float32)).to(device)
-    targets = torch.from_numpy(np.asarray(rdms, np.float32)).to(device)
-    timed = None if time_rdms is None else torch.from_numpy(np.asarray(time_rdms, np.float32)).to(device)
-    if timed is not None and (timed.ndim != 4 or timed.shape[0] != targets.shape[0] or timed.shape[2:] != targets.shape[1:]):
-        raise ValueError(f"time-resolved RDMs {tuple(timed.shape)} do not match RDMs {tuple(targets.shape)} (S×T×n×n)")
-    n = targets.shape[-1]
-    images = np.arange(n) if images is None else np.asarray(images)
-    if len(images) != n:
-        raise ValueError(f"{len(images)} stimulus indices for RDMs over {n} stimuli")
+    prepared = [_prepare(b, cfg, device) for b in blocks]
     out = Fitted(model=model)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
     if source.parameters():
@@ -100,17 +129,23 @@ def _fit(source: FeatureSource, rdms: np.ndarray, cfg: TrainConfig, seed: int, d
         if cfg.epochs > 0 and trainable:
             opt = torch.optim.Adam([g for g in groups if g["params"]])
             for _ in range(cfg.epochs):
-                perm = rng.permutation(n)
+                batches = []
+                for bi, p in enumerate(prepared):
+                    n = p.targets.shape[-1]
+                    perm = rng.permutation(n)
+                    batches += [(bi, np.sort(perm[b : b + cfg.batch_size])) for b in range(0, n, cfg.batch_size)]
+                if len(prepared) > 1:  # interleave the image sets' batches
+                    batches = [batches[i] for i in rng.permutation(len(batches))]
                 total, count = 0.0, 0
-                for b in range(0, n, cfg.batch_size):
-                    idx = np.sort(perm[b : b + cfg.batch_size])
+                for bi, idx in batches:
                     if len(idx) < 2:
                         continue
+                    p = prepared[bi]
                     iu = np.triu_indices(len(idx), k=1)
                     rows, cols = torch.from_numpy(idx[iu[0]]).to(device), torch.from_numpy(idx[iu[1]]).to(device)
-                    pred = correlation_distance(model(source.train_batch(images[idx], rng)))[iu[0], iu[1]]
-                    now = targets if timed is None else timed[:, sample_time_index(rng, timed.shape[1], cfg.time_sd)]
-                    loss = rdm_loss(pred, now[:, rows, cols], weights[rows, cols], cfg.loss)
+                    pred = correlation_distance(model(source.train_batch(p.images[idx], rng)))[iu[0], iu[1]]
+                    now = p.targets if p.timed is None else p.timed[:, sample_time_index(rng, p.timed.shape[1], cfg.time_sd)]
+                    loss = rdm_loss(pred, now[:, rows, cols], p.weights[rows, cols], cfg.loss)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

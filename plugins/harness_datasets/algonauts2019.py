@@ -34,7 +34,7 @@ from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
 from harness_datasets.matfiles import read_mat_arrays, read_visual_stimuli
-from harness_datasets.rdm_sets import AllSubjectsRDMDataset
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset, RDMProtocolArgs
 from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ LEVELS = {"EVC": 0.0, "MEG_early": 0.0, "IT": 1.0, "MEG_late": 1.0}
 TIME_FILE, TIME_KEY = "MEG_decoding_RDMs.mat", "MEG_decoding_RDMs"
 
 
-class AlgonautsArgs(PluginArgs):
+class AlgonautsArgs(RDMProtocolArgs):
     set: SetName = "92"
     #: join several sets in one job (overrides ``set``); ROIs become ``<set>/<roi>``
     sets: tuple[SetName, ...] = ()

@@ -28,7 +28,7 @@ import pandas as pd
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
 from harness.specs import RDMS, PluginArgs, PluginSpec
-from harness_datasets.rdm_sets import AllSubjectsRDMDataset
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset, RDMProtocolArgs
 from harness_datasets.roots import data_folder
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
@@ -129,7 +129,7 @@ def read_images(root: Path) -> tuple[list[str], list[np.ndarray]]:
     return [f"image_{i + 1:02d}" for i in range(len(st))], [np.asarray(el["image"]) for el in st]
 
 
-class K08Args(PluginArgs):
+class K08Args(RDMProtocolArgs):
     #: folder; default ``$HARNESS_DATA_ROOT/kriegeskorte92``
     root: str | None = None
     species: Literal["human", "monkey"] = "human"

@@ -12,11 +12,13 @@ from harness_datasets.folder import FolderVoxels
 from harness_datasets.kriegeskorte92 import Kriegeskorte92
 from harness_datasets.nsd import NSD
 from harness_datasets.synthetic import SyntheticRDMs, SyntheticVoxels
+from harness_datasets.train_subset import TrainSubset
 
 
 @hookimpl
 def harness_plugins() -> list[type]:
-    return [Algonauts2019, Algonauts2023, CowleyV4, FolderVoxels, Kriegeskorte92, NSD, SyntheticVoxels, SyntheticRDMs]
+    return [Algonauts2019, Algonauts2023, CowleyV4, FolderVoxels, Kriegeskorte92, NSD, SyntheticVoxels, SyntheticRDMs,
+            TrainSubset]
 
 
 @hookimpl

@@ -1,16 +1,78 @@
-"""The shared shape of RDM datasets scored in one job over all their subjects."""
+"""The shared shape of RDM datasets scored in one job over all their subjects, and their evaluation protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
+from typing import Literal
 
-from harness.contracts import Dataset, RDMTargets
+import numpy as np
+from pydantic import Field
+
+from harness.contracts import Dataset, RDMFold, RDMTargets
 from harness.errors import DataError
+from harness.specs import PluginArgs
+
+
+class RDMProtocolArgs(PluginArgs):
+    """How heads on this RDM dataset are evaluated, as data (heads follow :attr:`RDMTargets.folds`).
+
+    ``images: held_out`` (the default): a head never scores image pairs it was fitted to. Without ``predict``
+    each image set is split into ``image_folds`` folds (fewer for sets under 3 images per fold): the head fits the RDM block of the other folds' images
+    (all subjects) and predicts the fold's block among its own images. With ``predict`` (datasets that join
+    image sets; ROIs ``<set>/<roi>``) the listed sets train (all their images and subjects, several at once)
+    and the key set is predicted: ``{"92": ["118"]}`` is 118 → 92, ``{"78": ["92", "118"]}`` the challenge.
+    ``images: seen`` restores each head's own protocol on all images (subjects held out, images shared):
+    its scores are labelled as such and ranked apart.
+    """
+
+    images: Literal["held_out", "seen"] = "held_out"
+    image_folds: int = Field(3, ge=2)
+    predict: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+def image_folds(rdms: dict[str, np.ndarray], stimulus_idx: dict[str, np.ndarray], k: int,
+                seed: int) -> list[RDMFold]:
+    """k-fold over images within each ROI's image set; ROIs over the same images share one split."""
+    folds: list[RDMFold] = []
+    for roi, r in rdms.items():
+        n = r.shape[1]
+        if n < 6:
+            raise DataError(f"ROI {roi!r}: {n} images cannot make 2 image folds of ≥ 3 images (use images: seen)")
+        kk = min(k, n // 3)  # small sets: fewer folds, never a block under 3 images
+        key = np.asarray(stimulus_idx.get(roi, np.arange(n)))
+        # the split depends on the images (not the ROI name), so EVC and IT of one set share it
+        rng = np.random.default_rng([seed, n, int(key.sum()) % (2**31)])
+        parts = [np.sort(p) for p in np.array_split(rng.permutation(n), kk)]
+        for p in parts:
+            folds.append(RDMFold(roi=roi, test=p, train={roi: np.setdiff1d(np.arange(n), p)}, subjects="seen"))
+    return folds
+
+
+def transfer_folds(rdms: dict[str, np.ndarray], predict: dict[str, tuple[str, ...]], where: str) -> list[RDMFold]:
+    """One fold per ROI ``<test>/<roi>``: trained on ``<train>/<roi>`` of every listed set (all images and subjects)."""
+    folds: list[RDMFold] = []
+    for test_set, train_sets in predict.items():
+        if not train_sets or test_set in train_sets:
+            raise DataError(f"{where}: args.predict[{test_set!r}] must list other sets, got {list(train_sets)}")
+        scored = [r for r in rdms if r.split("/", 1)[0] == test_set and "/" in r]
+        if not scored:
+            raise DataError(f"{where}: args.predict names set {test_set!r} but the dataset has no ROI "
+                            f"'{test_set}/<roi>' (ROIs: {sorted(rdms)})")
+        for roi in scored:
+            base = roi.split("/", 1)[1]
+            train = {f"{s}/{base}": np.arange(rdms[f"{s}/{base}"].shape[1]) for s in train_sets if f"{s}/{base}" in rdms}
+            if len(train) != len(train_sets):
+                raise DataError(f"{where}: args.predict: ROI {base!r} is missing from training set(s) "
+                                f"{[s for s in train_sets if f'{s}/{base}' not in rdms]}")
+            folds.append(RDMFold(roi=roi, test=np.arange(rdms[roi].shape[1]), train=train, subjects="held_out"))
+    return folds
 
 
 class AllSubjectsRDMDataset(Dataset):
     """RDM targets of every subject in one job (subject ``all``): RSA heads choose layers leave-one-subject-out
-    and the Algonauts score averages over subjects, so per-subject jobs would only repeat the work."""
+    and the Algonauts score averages over subjects, so per-subject jobs would only repeat the work.
+    Subclasses whose args derive from :class:`RDMProtocolArgs` get the held-out-image protocol attached."""
 
     target_kind = "rdms"  # type: ignore[assignment]
 
@@ -25,7 +87,16 @@ class AllSubjectsRDMDataset(Dataset):
     def targets(self, subject: str) -> RDMTargets:
         if subject != "all":
             raise DataError(f"dataset {self.ctx.entry.name!r}: unknown subject {subject!r} (only 'all')")
-        return self._targets
+        t = self._targets
+        a = self.args
+        if not isinstance(a, RDMProtocolArgs) or a.images == "seen":
+            if isinstance(a, RDMProtocolArgs) and a.predict:
+                raise DataError(f"dataset {self.ctx.entry.name!r}: args.predict needs images: held_out")
+            return t
+        where = f"dataset {self.ctx.entry.name!r}"
+        folds = (transfer_folds(t.rdms, a.predict, where) if a.predict
+                 else image_folds(t.rdms, t.stimulus_idx, a.image_folds, self.ctx.seed))
+        return dataclasses.replace(t, folds=folds)
 
     def noise_ceilings(self) -> dict[str, tuple[float, float]]:
         """ROI → (lower, upper) noise ceiling on the R² (squared Spearman) scale; needs ≥ 2 subjects."""

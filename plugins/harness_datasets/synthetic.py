@@ -7,7 +7,8 @@ Model (all truth in :class:`~harness_datasets.synthetic_brain.GroundTruth`)
 -----------------------------------------------------------------------------
 * **Sheet.** ``len(rois)`` ROIs, ordered (e.g. V1 → V2 → V4 → IT), lie side by side as
   bands ``roi_width_mm`` wide along x of a ``sheet_height_mm`` tall cortical sheet;
-  ``sheet="3d"`` folds it (z = fold_mm · sin(2π x / fold_period_mm)). Each subject samples
+  ``sheet="3d"`` folds it (z = fold_mm · sin(2π x / fold_period_mm)); ``roi_layout="mixed"``
+  spreads every ROI over the whole sheet instead (intermixed, like cell types in one patch). Each subject samples
   ``voxels_per_roi`` voxel positions uniformly per band (own seed per subject); the
   *fields* below depend on ``seed`` only, so all subjects share one brain template.
   Voxel coordinates (mm) are the voxel table's ``x, y, z``.
@@ -23,7 +24,9 @@ Model (all truth in :class:`~harness_datasets.synthetic_brain.GroundTruth`)
 * **Scale mix.** ``scale_mix`` g ∈ [0, 1] rises linearly over ROIs from ``global_mix[0]``
   to ``global_mix[1]``: response = (1−g)·z(local RF readout) + g·z(global-token readout).
 * **Channel weights** of voxel v on layer l are ``Φ_v @ B_l``: ``n_basis`` smooth fields
-  Φ over the sheet (length ``weight_length_mm``) times random channel directions B_l.
+  Φ over the sheet (length ``weight_length_mm``) times random channel directions B_l. With
+  ``roi_channel_share`` s > 0, Φ_v = √(1−s)·(smooth fields) + √s·a_k with one random pattern
+  a_k per ROI: ROIs then differ in the channels they read (the truth for channel clustering).
 * **Noise.** The noiseless signal is z-scored over stimuli; each of ``n_repeats``
   repeats adds Gaussian noise of variance ``1/snr`` (per voxel if ``snr_spread > 0``).
   The known ceiling (expected r between true signal and repeat average) is
@@ -58,6 +61,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from harness.contracts import Dataset, RDMTargets, Stimuli, VoxelTargets
 from harness.errors import DataError
@@ -82,6 +86,8 @@ class SyntheticArgs(PluginArgs):
     rois: tuple[str, ...] = ("V1", "V2", "V4", "IT")
     voxels_per_roi: int = 50
     sheet: Literal["2d", "3d"] = "2d"
+    #: "bands": ROIs side by side; "mixed": ROIs intermixed over the whole sheet (position says nothing of ROI)
+    roi_layout: Literal["bands", "mixed"] = "bands"
     roi_width_mm: float = 10.0
     sheet_height_mm: float = 10.0
     depth_range: tuple[float, float] = (0.0, 1.0)
@@ -92,6 +98,8 @@ class SyntheticArgs(PluginArgs):
     global_mix: tuple[float, float] = (0.0, 0.5)
     mix_jitter: float = 0.0
     n_basis: int = 8
+    #: share of channel-weight variance that is one pattern per ROI (plants ROI channel signatures; 0: none)
+    roi_channel_share: float = Field(0.0, ge=0, le=1)
     weight_length_mm: float = 5.0
     readout_grid: int = 16
     #: single-repeat signal-to-noise variance ratio

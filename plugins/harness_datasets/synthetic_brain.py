@@ -41,6 +41,9 @@ class BrainDesign:
     rois: tuple[str, ...] = ("V1", "V2", "V4", "IT")
     voxels_per_roi: int = 50
     sheet: str = "2d"  #: "2d": z = 0; "3d": the sheet is folded, z = fold_mm · sin(2π x / fold_period_mm)
+    #: "bands": ROIs side by side along x; "mixed": every ROI's voxels spread over the whole sheet, intermixed
+    #: (ROI membership carries no position: what a clustering of coordinates alone cannot recover)
+    roi_layout: str = "bands"
     roi_width_mm: float = 10.0
     sheet_height_mm: float = 10.0
     fold_mm: float = 3.0
@@ -55,6 +58,9 @@ class BrainDesign:
     global_mix: tuple[float, float] = (0.0, 0.5)  #: weight of the global token, first / last ROI
     mix_jitter: float = 0.0  #: sd of the smooth within-ROI variation of the global mix
     n_basis: int = 8  #: rank of the smooth channel-weight field
+    #: share of channel-weight variance that is one random pattern per ROI (0: weights only vary smoothly
+    #: over the sheet, so ROIs do not differ in the channels they read; > 0 plants an ROI channel signature)
+    roi_channel_share: float = 0.0
     weight_length_mm: float = 5.0  #: length scale over which channel weights change
     field_length_mm: float = 4.0  #: length scale of the layer / mix / SNR jitter fields
     readout_grid: int = 16  #: local maps are average-pooled to at most this × this before the readout
@@ -198,7 +204,12 @@ def sample_positions(d: BrainDesign, subject_index: int) -> tuple[np.ndarray, np
     rng = np.random.default_rng([d.seed, 1, subject_index])
     k = np.repeat(np.arange(len(d.rois)), d.voxels_per_roi)
     ut = rng.uniform(0.0, 1.0, (len(k), 2))
-    xy = np.stack([(k + ut[:, 0]) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    if d.roi_layout == "bands":
+        xy = np.stack([(k + ut[:, 0]) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    elif d.roi_layout == "mixed":  # u spans the whole sheet's width, so retinotopy stays continuous across it
+        xy = np.stack([ut[:, 0] * len(d.rois) * d.roi_width_mm, ut[:, 1] * d.sheet_height_mm], axis=1)
+    else:
+        raise DataError(f"synthetic brain: roi_layout must be 'bands' or 'mixed', not {d.roi_layout!r}")
     return xy, k, ut
 
 
@@ -210,7 +221,7 @@ def voxel_truth(d: BrainDesign, layers: tuple[str, ...], subject_index: int) -> 
     # retinotopy: RF centre follows the within-ROI position, mirrored in every other ROI
     # so the map is continuous across ROI borders (as at the V1/V2 border)
     span = 1.0 - 2.0 * d.rf_margin
-    u = np.where(k % 2 == 0, ut[:, 0], 1.0 - ut[:, 0])
+    u = np.where((k % 2 == 0) | (d.roi_layout == "mixed"), ut[:, 0], 1.0 - ut[:, 0])
     rf_x = d.rf_margin + span * u
     rf_y = d.rf_margin + span * ut[:, 1]
     ecc = np.hypot(rf_x - 0.5, rf_y - 0.5) / 0.5
@@ -232,6 +243,11 @@ def voxel_truth(d: BrainDesign, layers: tuple[str, ...], subject_index: int) -> 
     mix = np.clip(g0 + (g1 - g0) * level + d.mix_jitter * smooth_field([d.seed, 3], d.field_length_mm)(xy), 0.0, 1.0)
     snr = d.snr * np.exp(d.snr_spread * smooth_field([d.seed, 4], d.field_length_mm)(xy)) if d.snr_spread else np.full(len(k), d.snr)
     phi = np.stack([smooth_field([d.seed, 5, b], d.weight_length_mm)(xy) for b in range(d.n_basis)], axis=1)
+    if d.roi_channel_share > 0:  # unit-variance ROI patterns mixed in at constant total variance
+        if not 0 < d.roi_channel_share <= 1:
+            raise DataError(f"synthetic brain: roi_channel_share must be in [0, 1], not {d.roi_channel_share}")
+        roi_pattern = np.random.default_rng([d.seed, 9]).standard_normal((n_roi, d.n_basis))
+        phi = math.sqrt(1 - d.roi_channel_share) * phi + math.sqrt(d.roi_channel_share) * roi_pattern[k]
     if d.sheet == "3d":
         z = d.fold_mm * np.sin(2 * np.pi * xy[:, 0] / d.fold_period_mm)
     elif d.sheet == "2d":

@@ -6,7 +6,7 @@ Each voxel ``v`` predicts
 
 with ``A_l``/``B_l`` the layer's channel alignment into a shared bottleneck
 (``L_l`` local tokens, ``g_l`` global token), ``w_v`` the layer selector (softmax),
-``p_v`` the space selector (tanh → grid_sample coordinates in [−1, 1], bilinear),
+``p_v`` the space selector (tanh → coordinates in [−1, 1], bilinear as grid_sample: :mod:`.sampling`),
 ``s_v`` the scale selector (sigmoid: the global token's share) and ``c_v, b_v`` the
 channel selector (a free per-voxel linear readout, as in the paper). The selectors
 come from small MLPs of the voxel's coordinates (topology) or, for the
@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from harness_heads.trained_head import Selections
 from harness_heads.training import ChunkedVoxelModel, voxel_chunks
 from torch import nn
 
 from harness.contracts import LayerTokens
+from harness_factortopy.sampling import bilinear_matrix, sampled_readout
 
 LayerMode = Literal["learned", "uniform"]
 SpaceMode = Literal["learned", "centre", "mean"]
@@ -121,7 +121,7 @@ class FactorTopyNet(ChunkedVoxelModel):
         return torch.softmax(self.selectors("layer", vox), dim=-1)
 
     def space(self, vox: slice) -> torch.Tensor:
-        """``Vc × K × 2`` grid_sample coordinates in [−1, 1] (x, y)."""
+        """``Vc × K × 2`` sampling coordinates in [−1, 1] (x, y), as grid_sample's."""
         n = vox.stop - vox.start
         if self.space_mode == "learned":
             return torch.tanh(self.selectors("space", vox)).view(n, self.space_samples, 2)
@@ -136,7 +136,7 @@ class FactorTopyNet(ChunkedVoxelModel):
     # ------------------------------------------------------------------ forward
     def shared(self, batch: list[LayerTokens]) -> list[torch.Tensor]:
         """Aligned tokens: per group of layers with one grid, their local maps stacked on channels
-        (``N × (L_g·D) × H × W``, so one grid_sample call samples them all), then the global tokens ``L×N×D``."""
+        (``N × (L_g·D) × H × W``, so one bilinear matrix samples them all), then the global tokens ``L×N×D``."""
         local = [a(t.local) for a, t in zip(self.align_local, batch, strict=True)]  # N×D×H×W each
         glob = torch.stack([a(t.global_) for a, t in zip(self.align_global, batch, strict=True)])  # L×N×D
         if self.space_mode == "mean":
@@ -149,19 +149,17 @@ class FactorTopyNet(ChunkedVoxelModel):
         w = self.layer_weights(vox)  # Vc×L
         s = self.scale(vox)  # Vc
         c = self.weight[vox]  # Vc×D
-        n, vc = shared[-1].shape[1], w.shape[0]
+        vc = w.shape[0]
         per_layer = torch.einsum("lnd,vd->lnv", shared[-1], c)  # global token readout, L×N×Vc
         pred = (per_layer * (w * s[:, None]).T.unsqueeze(1)).sum(0)
         coef = w * (1 - s)[:, None]  # Vc×L: weight of each layer's local sample
         if self.space_mode == "mean":
             per_layer = torch.einsum("lnd,vd->lnv", shared[0], c)
             return pred + (per_layer * coef.T.unsqueeze(1)).sum(0) + self.bias[vox]
-        grid = self.space(vox).unsqueeze(0).expand(n, -1, -1, -1)  # N×Vc×K×2
+        points = self.space(vox)  # Vc×K×2
         for layers, maps in zip(self.groups, shared[:-1], strict=True):
-            sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            sampled = sampled.squeeze(-1) if sampled.shape[-1] == 1 else sampled.mean(-1)  # N×(L_g·D)×Vc
             m = (coef[:, layers, None] * c[:, None, :]).reshape(vc, -1).T  # (L_g·D)×Vc
-            pred = pred + (sampled * m).sum(1)  # (an einsum here becomes a per-voxel bmm: slow on CPU)
+            pred = pred + sampled_readout(maps, m, bilinear_matrix(points, maps.shape[-2], maps.shape[-1]))
         return pred + self.bias[vox]
 
     def regulariser(self, vox: slice) -> torch.Tensor | None:

@@ -17,17 +17,18 @@ Selections table conventions (``HeadOutput.selections`` rows):
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from harness.artifacts import MODELS_DIR, save_tensors
 from harness.contracts import Head, HeadInput, HeadOutput, VoxelTargets
 from harness.errors import DataError
 from harness_heads.token_source import Parts, TokenSource
-from harness_heads.training import ChunkedVoxelModel, TrainArgs, fit, predict
+from harness_heads.training import ChunkedVoxelModel, Schedule, TrainArgs, fit, no_regulariser, predict
 
 
 @dataclass
@@ -77,8 +78,8 @@ class TrainedVoxelHead(Head):
     def describe(self, model: ChunkedVoxelModel, layers: tuple[str, ...]) -> Selections:
         ...
 
-    def reg_schedule(self) -> Callable[[int], float]:
-        return lambda step: 0.0
+    def reg_schedule(self) -> Schedule:
+        return no_regulariser
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {}
@@ -116,5 +117,19 @@ class TrainedVoxelHead(Head):
         rois = [str(r) for r in t.voxels["roi"]]
         info = {**result.info(), "device": device, "tokens_preloaded": source.preloaded,
                 "grid": [list(s[1:]) for s in source.shapes()], **self.extra_info(model)}
+        saved = self.save_model(model, source, ids, rois, mu, sd)
         return HeadOutput(layers=layers, predictions=pred.astype(np.float32), layer_weights=sel.layer_weights,
-                          unit_ids=ids, unit_rois=rois, selections=selection_rows(ids, rois, sel), info=info)
+                          unit_ids=ids, unit_rois=rois, selections=selection_rows(ids, rois, sel), info=info,
+                          artifacts={"model": str(saved)})
+
+    def save_model(self, model: ChunkedVoxelModel, source: TokenSource, ids: list[str], rois: list[str],
+                   mu: np.ndarray, sd: np.ndarray) -> Path:
+        """The fitted weights, token statistics and response scaling as content-addressed safetensors under
+        ``$HARNESS_HOME/models`` (see :mod:`harness.artifacts`): analyses read the model the scores came from."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update(source.stats())
+        tensors["responses.mu"], tensors["responses.sd"] = torch.from_numpy(mu), torch.from_numpy(sd)
+        meta = {"head": self.ctx.entry.name, "plugin": self.spec.id, "plugin_version": self.spec.version,
+                "args": self.args.model_dump(mode="json"), "layers": list(source.layers), "units": ids, "rois": rois,
+                "shapes": [list(s) for s in source.shapes()], "grid": source.grid}
+        return save_tensors(tensors, meta, self.ctx.settings.home / MODELS_DIR)

@@ -40,11 +40,17 @@ class TrainArgs(PluginArgs):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     batch_size: int = Field(32, gt=0)
-    max_steps: int = Field(600, gt=0)
-    #: validate every this many steps
-    eval_every: int = Field(25, gt=0)
-    #: stop after this many validations without improvement
-    patience: int = Field(6, gt=0)
+    #: passes over the training stimuli at most: the schedule is set in epochs so a small data set is not
+    #: trained for hundreds of passes nor a large one cut off before it has seen every stimulus
+    max_epochs: float = Field(150, gt=0)
+    #: optional hard cap on optimiser steps (a schedule quoted in steps, e.g. the paper's)
+    max_steps: int | None = Field(None, gt=0)
+    #: validate every this many steps (None: once per epoch)
+    eval_every: int | None = Field(None, gt=0)
+    #: converged: stop after this many validations without an improvement of at least ``min_delta``
+    patience: int = Field(30, gt=0)
+    #: validation-r gain that counts as an improvement for early stopping
+    min_delta: float = Field(1e-3, ge=0)
     #: fraction of the training stimuli held out for early stopping and the soup
     val_fraction: float = Field(0.15, gt=0, lt=1)
     #: best validation checkpoints averaged into the Model Soup (1: best checkpoint only)
@@ -84,6 +90,7 @@ class ChunkedVoxelModel(nn.Module):
 @dataclass
 class TrainResult:
     steps: int
+    epochs: float
     best_step: int
     val_r_best: float
     val_r_final: float
@@ -92,7 +99,7 @@ class TrainResult:
     history: list[tuple[int, float]] = field(default_factory=list)
 
     def info(self) -> dict[str, Any]:
-        return {"steps": self.steps, "best_step": self.best_step, "val_r_best": self.val_r_best,
+        return {"steps": self.steps, "epochs": round(self.epochs, 2), "best_step": self.best_step, "val_r_best": self.val_r_best,
                 "val_r_final": self.val_r_final, "soup_used": self.soup_used, "train_s": self.seconds,
                 "steps_per_s": self.steps / self.seconds if self.seconds > 0 else None}
 
@@ -152,44 +159,67 @@ def _soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return avg
 
 
+#: a regulariser weight as a function of (step, epoch): schedules may be quoted in either unit
+Schedule = Callable[[int, float], float]
+
+
+def no_regulariser(step: int, epoch: float) -> float:
+    return 0.0
+
+
+def steps_per_epoch(n_fit: int, batch_size: int) -> int:
+    """Full batches per pass over the fit stimuli (the last, partial batch is dropped; at least 1)."""
+    return max(1, n_fit // batch_size)
+
+
 def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
-        args: TrainArgs, seed: int, reg_schedule: Callable[[int], float] = lambda step: 0.0,
+        args: TrainArgs, seed: int, reg_schedule: Schedule = no_regulariser,
         progress: Callable[[str, float], None] | None = None) -> TrainResult:
     """Train in place; ``y`` holds z-scored responses of *all* stimuli (row = stimulus index), on the device.
 
+    The schedule is in epochs (``max_epochs``, validation once per epoch) capped by ``max_steps``;
+    training stops earlier once validation r has not improved by ``min_delta`` for ``patience``
+    validations. The only host synchronisation is the validation r read once per validation.
     On return the model holds the soup (or the best checkpoint's) weights.
     """
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.param_groups(args.lr), lr=args.lr, weight_decay=args.weight_decay)
     y_val = y[torch.as_tensor(val_idx, device=y.device)]
+    per_epoch = steps_per_epoch(len(fit_idx), args.batch_size)
+    bs = min(args.batch_size, len(fit_idx))
+    total_steps = max(1, round(args.max_epochs * per_epoch))
+    if args.max_steps is not None:
+        total_steps = min(total_steps, args.max_steps)
+    eval_every = args.eval_every or per_epoch
     best: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (val r, step, state on CPU)
     history: list[tuple[int, float]] = []
     since_best, step, t0 = 0, 0, time.perf_counter()
+    best_r = -np.inf
     order = np.empty(0, np.int64)
     pos = 0
     model.train()
-    while step < args.max_steps:
-        if pos + args.batch_size > len(order):
+    while step < total_steps:
+        if pos + bs > len(order):
             order, pos = fit_idx[rng.permutation(len(fit_idx))], 0
-        b = order[pos : pos + args.batch_size]
-        pos += args.batch_size
+        b = order[pos : pos + bs]
+        pos += bs
         yb = y[torch.as_tensor(b, device=y.device)]
-        train_step(model, source.batch(b), yb, args.voxel_chunk, args.smooth_l1_beta, reg_schedule(step))
+        train_step(model, source.batch(b), yb, args.voxel_chunk, args.smooth_l1_beta, reg_schedule(step, step / per_epoch))
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        if step % args.eval_every == 0 or step == args.max_steps:
+        if step % eval_every == 0 or step == total_steps:
             r = float(pearson_columns_t(predict(model, source, val_idx, args.batch_size, args.voxel_chunk), y_val).mean())
             history.append((step, r))
-            if not best or r > best[0][0]:
-                since_best = 0
+            if r > best_r + args.min_delta:
+                since_best, best_r = 0, r
             else:
                 since_best += 1
             if len(best) < args.soup or r > best[-1][0]:  # copy weights only when they enter the soup
                 state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 best = sorted([*best, (r, step, state)], key=lambda t: -t[0])[: args.soup]
             if progress:
-                progress(f"step {step} val r {r:.3f}", step / args.max_steps)
+                progress(f"epoch {step / per_epoch:.1f} val r {r:.3f}", step / total_steps)
             if since_best >= args.patience:
                 break
     seconds = time.perf_counter() - t0
@@ -205,14 +235,18 @@ def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx:
     else:
         model.load_state_dict(best_state)
         r_final = r_best
-    return TrainResult(steps=step, best_step=best_step, val_r_best=r_best, val_r_final=r_final, soup_used=soup_used,
+    return TrainResult(steps=step, epochs=step / per_epoch, best_step=best_step, val_r_best=r_best, val_r_final=r_final, soup_used=soup_used,
                        seconds=seconds, history=history)
 
 
-def linear_decay(start: float, steps: int) -> Callable[[int], float]:
-    """``start`` at step 0, falling linearly to 0 at ``steps`` (0 steps: always 0)."""
-    def weight(step: int) -> float:
-        return start * max(0.0, 1.0 - step / steps) if steps > 0 else 0.0
+def linear_decay(start: float, steps: int | None = None, epochs: float | None = None) -> Schedule:
+    """``start`` at step 0, falling linearly to 0 after ``steps`` steps (when given) or ``epochs`` epochs
+    (neither, or a length of 0: always 0)."""
+    def weight(step: int, epoch: float) -> float:
+        if steps is not None:
+            return start * max(0.0, 1.0 - step / steps) if steps > 0 else 0.0
+        if epochs:
+            return start * max(0.0, 1.0 - epoch / epochs)
+        return 0.0
 
     return weight
-

@@ -2,19 +2,31 @@
 
 Per ROI: r_s = corr(upper(model RDM used for subject s), upper(subject s's RDM)) with
 Spearman (default), Pearson or Kendall τa; score = mean_s r_s² (Cichy et al. 2019);
-ceiling = the lower RDM noise ceiling on the same squared scale; normalised =
-100 · score / ceiling; p-value = one-sided one-sample t-test of r_s > 0 across subjects.
-The ROI "mean" row averages raw scores and normalised scores over ROIs (the challenge
-score averages EVC and IT).
+normalised = 100 · score / upper noise ceiling, the devkit's scale (``testSub_fmri.py`` divides
+by the published ceiling, which is the upper bound: mean_s r²(subject s, mean of all subjects));
+the ``ceiling`` column holds that upper bound and ``extra.lower_ceiling`` / ``extra.norm_lower``
+the lower bound (each subject vs the mean of the others) and the score as % of it.
+p-value = one-sided one-sample t-test of r_s > 0 across subjects. The ROI "mean" row averages
+raw and normalised scores over ROIs (the challenge score averages EVC and IT).
 
-Uncertainty: a bias-corrected (BC) percentile bootstrap over stimuli (rows and columns resampled together;
-ceilings recomputed per replicate) or over subjects, and a permutation test that relabels
-the model RDM's stimuli (statistic: mean_s r_s; one permutation set shared by all ROIs).
+Held-out images (:attr:`RDMTargets.folds`): a ROI is scored on each fold's block of test images among
+themselves and r_s² (and each ceiling) is averaged over folds before the mean over subjects; the
+number of pairs each fold scores is in ``extra.pairs_per_fold``.
+
+Uncertainty: by default a percentile bootstrap over subjects (the per-subject values are resampled;
+nearly unbiased for a mean, so the interval contains its estimate). ``ci_over: stimuli`` is the
+bias-corrected (BC) bootstrap over stimuli (rows and columns resampled together, each image set or
+fold block separately): duplicated images make zero-distance pairs that bias every replicate
+(Schütt et al. 2023), so the interval can miss its estimate — the row then says so in
+``extra.ci_note``. The normalised CI is the raw CI over the fixed upper ceiling (the devkit treats
+the ceiling as a constant). Permutation test: relabel the model RDM's stimuli within each image
+set or block (statistic: mean_s r_s; one permutation set shared by all ROIs of an image set).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -32,7 +44,7 @@ from harness_metrics.rdm_compare import (
     permuted_positions,
     weighted_pearson_rows,
 )
-from harness_metrics.uncertainty import bc_ci, permutation_p
+from harness_metrics.uncertainty import bc_ci, percentile_ci, permutation_p
 
 _PERM_BATCH = 64
 
@@ -43,7 +55,9 @@ class RSAArgs(PluginArgs):
     ceiling_pool: Literal["mean", "rank"] = "mean"
     n_boot: int = Field(500, ge=0)
     ci: float = Field(0.95, gt=0, lt=1)
-    ci_over: Literal["stimuli", "subjects"] = "stimuli"
+    #: subjects: percentile bootstrap of the per-subject values (contains its estimate); stimuli: BC bootstrap
+    #: over images (biased by duplicated images, Schütt et al. 2023; kept for comparison)
+    ci_over: Literal["stimuli", "subjects"] = "subjects"
     n_perm: int = Field(1000, ge=0, description="stimulus-label permutations for the p-value (0: none)")
 
 
@@ -102,109 +116,175 @@ def _ttest_p(r: np.ndarray) -> float | None:
     return float(stats.ttest_1samp(r, 0.0, alternative="greater").pvalue)
 
 
+@dataclass
+class _Block:
+    """One scored block of a ROI: all its images, or one fold's test images among themselves."""
+
+    data: _ROIData
+    group: bytes  #: identity of the images it spans: blocks over the same images share resampling draws
+    n: int  #: images in the block
+
+
+@dataclass
+class _Summary:
+    """Per subject, averaged over a ROI's blocks: r², lower- and upper-ceiling r², and r."""
+
+    r2: np.ndarray
+    lo2: np.ndarray
+    up2: np.ndarray
+    r: np.ndarray
+
+    @classmethod
+    def of(cls, per_block: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> _Summary:
+        r, lo, up = (np.stack([b[i] for b in per_block]) for i in range(3))
+        return cls(r2=np.mean(r**2, 0), lo2=np.mean(lo**2, 0), up2=np.mean(up**2, 0), r=r.mean(0))
+
+
+def _ci_note(est: float | None, lo: float | None, hi: float | None, over: str) -> str | None:
+    """Why an interval misses its estimate (None when it contains it or there is none)."""
+    if est is None or lo is None or hi is None or not np.isfinite(est) or lo <= est <= hi:
+        return None
+    if over == "stimuli":
+        return ("stimulus-bootstrap interval misses the estimate: duplicated images add zero-distance pairs that "
+                "shift every replicate (Schütt et al. 2023); use ci_over: subjects")
+    return "bootstrap interval misses the estimate: too few finite replicates or a degenerate distribution"
+
+
 class AlgonautsRSA(Metric):
-    """The Algonauts 2019 score: mean over subjects of the squared RDM correlation, % of the noise ceiling."""
+    """The Algonauts 2019 score: mean over subjects of the squared RDM correlation, % of the upper noise ceiling."""
 
     spec = PluginSpec(
         id="rsa_r2",
         kind="metric",
-        version="2",
-        summary="Algonauts 2019 score: mean squared Spearman (or Pearson/τa) r over subjects, % of noise ceiling, "
-                "t-test, stimulus bootstrap CI, permutation p",
+        version="3",
+        summary="Algonauts 2019 score: mean squared Spearman (or Pearson/τa) r over subjects, % of the upper noise "
+                "ceiling (devkit), held-out image folds, t-test, subject bootstrap CI, permutation p",
         args=RSAArgs,
         consumes=frozenset({MODEL_RDMS, RDMS}),
         produces=frozenset({SCORES}),
     )
     args: RSAArgs
 
+    def _blocks(self, out: HeadOutput, targets: RDMTargets, rois: list[str], where: str) -> dict[str, list[_Block]]:
+        comp = COMPARATORS[self.args.method]
+        blocks: dict[str, list[_Block]] = {}
+        for roi in rois:
+            subj, model = targets.rdms[roi], np.asarray(out.model_rdms[roi], np.float64)  # type: ignore[index]
+            if model.shape != subj.shape:
+                raise DataError(f"{where}: ROI {roi!r} model RDMs {model.shape} vs subject RDMs {subj.shape}")
+            if len(subj) < 2:
+                raise DataError(f"{where}: ROI {roi!r} has {len(subj)} subject; the noise ceiling needs ≥ 2")
+            n = subj.shape[1]
+            images = targets.stimuli_of(roi, n)
+            blocks[roi] = []
+            for pos in [f.test for f in targets.folds if f.roi == roi] or [np.arange(n)]:
+                pos = np.asarray(pos)
+                su, mu = upper(subj[:, pos][:, :, pos]), upper(model[:, pos][:, :, pos])
+                if not np.isfinite(mu).all():
+                    raise DataError(f"{where}: ROI {roi!r}: the model RDM has non-finite entries among the "
+                                    f"{len(pos)} images scored together")
+                blocks[roi].append(_Block(_ROIData(comp, mu, su, self.args.ceiling_pool),
+                                          np.sort(images[pos]).tobytes(), len(pos)))
+        return blocks
+
     def score(self, out: HeadOutput, targets: Targets, ctx: MetricContext) -> list[Score]:
         where = f"metric rsa_r2 on {ctx.dataset}"
         if not isinstance(targets, RDMTargets) or out.model_rdms is None:
             raise DataError(f"{where}: needs RDM targets and model RDMs")
         a = self.args
-        comp = COMPARATORS[a.method]
-        rois = list(targets.rdms)
+        rois = targets.scored_rois()
         missing = [r for r in rois if r not in out.model_rdms]
         if missing:
             raise DataError(f"{where}: head gave no model RDM for ROI(s) {missing}")
-        data = {}
-        for roi in rois:
-            su, mu = upper(targets.rdms[roi]), upper(np.asarray(out.model_rdms[roi], np.float64))
-            if mu.shape != su.shape:
-                raise DataError(f"{where}: ROI {roi!r} model RDMs {mu.shape} vs subject RDMs {su.shape} (condensed)")
-            if len(su) < 2:
-                raise DataError(f"{where}: ROI {roi!r} has {len(su)} subject; the noise ceiling needs ≥ 2")
-            data[roi] = _ROIData(comp, mu, su, a.ceiling_pool)
-        n_stim = targets.rdms[rois[0]].shape[1]
+        blocks = self._blocks(out, targets, rois, where)
         n_sub = len(targets.subject_ids)
         rng = np.random.default_rng(ctx.seed)
+        # a head that followed the targets' folds says so; anything else is scored as having seen the images
+        protocol = dict(out.info.get("protocol") or {"images": "seen", "subjects": "seen"})
 
-        full = {roi: d.stats() for roi, d in data.items()}
-        boot = self._bootstrap(data, full, rng, n_stim, n_sub)
-        perm = self._permutations(data, rng, n_stim)
+        full = {roi: _Summary.of([b.data.stats() for b in bl]) for roi, bl in blocks.items()}
+        boot = self._bootstrap(blocks, full, rng, n_sub)
+        perm = self._permutations(blocks, rng)
 
         scores: list[Score] = []
         raws, norms, ceils, mean_r_subj = [], [], [], []
         for roi in rois:
-            r, lo_r, up_r = full[roi]
-            raw = float(np.mean(r**2))
-            lower, upper_c = float(np.mean(lo_r**2)), float(np.mean(up_r**2))
-            norm = 100.0 * raw / lower if lower > 0 else None
-            b_raw, b_norm = boot[roi]
-            ci_lo, ci_hi = bc_ci(b_raw, raw, a.ci)
-            n_lo, n_hi = bc_ci(b_norm, norm if norm is not None else np.nan, a.ci)
+            f = full[roi]
+            raw, lower, upper_c = float(np.mean(f.r2)), float(np.mean(f.lo2)), float(np.mean(f.up2))
+            norm = 100.0 * raw / upper_c if upper_c > 0 else None
+            ci_lo, ci_hi = self._ci(boot[roi], raw)
+            n_lo, n_hi = (None, None) if norm is None or ci_lo is None or ci_hi is None else (
+                100.0 * ci_lo / upper_c, 100.0 * ci_hi / upper_c)
             null = perm.get(roi)
-            extra = {"method": a.method, "upper_ceiling": upper_c, "mean_r": float(r.mean()), "norm_ci_low": n_lo,
-                     "norm_ci_high": n_hi, "ci_over": a.ci_over, "n_boot": a.n_boot, "n_stimuli": n_stim,
-                     "perm_p": permutation_p(null, float(r.mean())) if null is not None else None, "n_perm": a.n_perm,
-                     "ceiling_pool": a.ceiling_pool}
-            scores.append(Score(metric=self.spec.id, roi=roi, raw=raw, ceiling=lower, normalised=norm, ci_low=ci_lo,
-                                ci_high=ci_hi, n=n_sub, p_value=_ttest_p(r), extra=extra))
+            bl = blocks[roi]
+            extra: dict[str, Any] = {
+                "method": a.method, "upper_ceiling": upper_c, "lower_ceiling": lower,
+                "norm_lower": 100.0 * raw / lower if lower > 0 else None, "mean_r": float(f.r.mean()),
+                "norm_ci_low": n_lo, "norm_ci_high": n_hi, "ci_over": a.ci_over, "n_boot": a.n_boot,
+                "n_stimuli": int(sum(b.n for b in bl)), "folds": len(bl),
+                "pairs_per_fold": [b.n * (b.n - 1) // 2 for b in bl], **protocol,
+                "perm_p": permutation_p(null, float(f.r.mean())) if null is not None else None, "n_perm": a.n_perm,
+                "ceiling_pool": a.ceiling_pool, "ci_note": _ci_note(raw, ci_lo, ci_hi, a.ci_over)}
+            scores.append(Score(metric=self.spec.id, roi=roi, raw=raw, ceiling=upper_c, normalised=norm, ci_low=ci_lo,
+                                ci_high=ci_hi, n=n_sub, p_value=_ttest_p(f.r), extra=extra))
             for s, sid in enumerate(targets.subject_ids):
-                scores.append(Score(metric=self.spec.id, roi=roi, raw=float(r[s] ** 2), subject=sid, n=1,
-                                    extra={"r": float(r[s]), "method": a.method, "lower_ceiling_r": float(lo_r[s])}))
+                scores.append(Score(metric=self.spec.id, roi=roi, raw=float(f.r2[s]), subject=sid, n=1,
+                                    extra={"r": float(f.r[s]), "method": a.method, "upper_ceiling_r2": float(f.up2[s]),
+                                           "lower_ceiling_r2": float(f.lo2[s]), **protocol}))
             raws.append(raw)
             norms.append(norm if norm is not None else np.nan)
-            ceils.append(lower)
-            mean_r_subj.append(r)
+            ceils.append(upper_c)
+            mean_r_subj.append(f.r)
         if len(rois) > 1:
             r_mean = np.mean(mean_r_subj, axis=0)
+            raw_m, norm_m = float(np.mean(raws)), float(np.mean(norms))
             b_raw = np.mean([boot[roi][0] for roi in rois], axis=0)
             b_norm = np.mean([boot[roi][1] for roi in rois], axis=0)
-            norm = float(np.mean(norms))
-            ci_lo, ci_hi = bc_ci(b_raw, float(np.mean(raws)), a.ci)
-            n_lo, n_hi = bc_ci(b_norm, norm, a.ci)
+            ci_lo, ci_hi = self._ci(b_raw, raw_m)
+            n_lo, n_hi = self._ci(b_norm, norm_m)
             null = np.mean([perm[roi] for roi in rois], axis=0) if perm else None
-            scores.append(Score(metric=self.spec.id, roi="mean", raw=float(np.mean(raws)), ceiling=float(np.mean(ceils)),
-                                normalised=norm if np.isfinite(norm) else None, ci_low=ci_lo, ci_high=ci_hi, n=n_sub,
+            scores.append(Score(metric=self.spec.id, roi="mean", raw=raw_m, ceiling=float(np.mean(ceils)),
+                                normalised=norm_m if np.isfinite(norm_m) else None, ci_low=ci_lo, ci_high=ci_hi, n=n_sub,
                                 p_value=_ttest_p(r_mean),
                                 extra={"method": a.method, "rois": rois, "mean_r": float(r_mean.mean()),
                                        "norm_ci_low": n_lo, "norm_ci_high": n_hi, "ci_over": a.ci_over,
-                                       "n_boot": a.n_boot, "n_perm": a.n_perm,
+                                       "n_boot": a.n_boot, "n_perm": a.n_perm, **protocol,
+                                       "ci_note": _ci_note(raw_m, ci_lo, ci_hi, a.ci_over),
                                        "perm_p": permutation_p(null, float(r_mean.mean())) if null is not None else None}))
         return scores
 
-    def _bootstrap(self, data: dict[str, _ROIData], full: dict, rng: np.random.Generator, n_stim: int,
+    def _ci(self, samples: np.ndarray, est: float) -> tuple[float | None, float | None]:
+        """Subjects: percentile interval (a mean of per-subject values); stimuli: bias-corrected (BC)."""
+        if self.args.ci_over == "subjects":
+            return percentile_ci(samples, self.args.ci)
+        return bc_ci(samples, est, self.args.ci)
+
+    def _bootstrap(self, blocks: dict[str, list[_Block]], full: dict[str, _Summary], rng: np.random.Generator,
                    n_sub: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per ROI: bootstrap replicates of the raw score and of the normalised score (same draws for all ROIs)."""
+        """Per ROI: replicates of the raw score and of the normalised score (the same draws for every ROI)."""
         a = self.args
-        res = {roi: ([], []) for roi in data}
+        res: dict[str, tuple[list[float], list[float]]] = {roi: ([], []) for roi in blocks}
+        sizes = {b.group: b.n for bl in blocks.values() for b in bl}
         for _ in range(a.n_boot):
             if a.ci_over == "stimuli":
-                w = pair_weights(np.bincount(rng.integers(0, n_stim, n_stim), minlength=n_stim))
-                reps = {roi: d.stats(w) for roi, d in data.items()}
+                # each image set (or fold block) is resampled within itself: its own size, its own draw
+                w = {g: pair_weights(np.bincount(rng.integers(0, n, n), minlength=n)) for g, n in sizes.items()}
+                reps = {roi: _Summary.of([b.data.stats(w[b.group]) for b in bl]) for roi, bl in blocks.items()}
             else:
                 pick = rng.integers(0, n_sub, n_sub)
-                reps = {roi: tuple(x[pick] for x in full[roi]) for roi in data}
-            for roi, (r, lo_r, _) in reps.items():
-                raw, lower = float(np.mean(r**2)), float(np.mean(lo_r**2))
+                reps = {roi: _Summary(f.r2[pick], f.lo2[pick], f.up2[pick], f.r[pick]) for roi, f in full.items()}
+            for roi, rep in reps.items():
+                raw = float(np.mean(rep.r2))
                 res[roi][0].append(raw)
-                res[roi][1].append(100.0 * raw / lower if lower > 0 else np.nan)
+                res[roi][1].append(100.0 * raw / float(np.mean(full[roi].up2)) if np.mean(full[roi].up2) > 0 else np.nan)
         return {roi: (np.asarray(b), np.asarray(n)) for roi, (b, n) in res.items()}
 
-    def _permutations(self, data: dict[str, _ROIData], rng: np.random.Generator, n_stim: int) -> dict[str, np.ndarray]:
+    def _permutations(self, blocks: dict[str, list[_Block]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Per ROI: the null of mean_s r (averaged over its blocks), stimuli relabelled within each image set."""
         if not self.args.n_perm:
             return {}
-        lookup = condensed_index(n_stim)
-        positions = [permuted_positions(rng.permutation(n_stim), lookup) for _ in range(self.args.n_perm)]
-        return {roi: d.permutation_null(positions) for roi, d in data.items()}
+        sizes = {b.group: b.n for bl in blocks.values() for b in bl}
+        positions = {g: [permuted_positions(rng.permutation(n), condensed_index(n)) for _ in range(self.args.n_perm)]
+                     for g, n in sizes.items()}
+        return {roi: np.mean([b.data.permutation_null(positions[b.group]) for b in bl], axis=0)
+                for roi, bl in blocks.items()}

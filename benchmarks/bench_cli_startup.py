@@ -1,0 +1,84 @@
+"""Start-up wall time of the everyday CLI commands against ``python -c "import harness"`` in the same run.
+
+Each command runs in a fresh process (best of ``--repeats``, interleaved so load changes hit every
+command alike) with a temporary home and database; the ratio to the bare ``import harness``
+process is what to compare across machines. ``-X importtime`` of ``harness list`` (``--importtime``)
+names the modules that cost the most, i.e. which heavy dependency a plugin imports at import time.
+
+    python benchmarks/bench_cli_startup.py [--repeats 3] [--importtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS: dict[str, list[str]] = {
+    "import harness": ["-c", "import harness"],
+    "harness --help": ["-m", "harness", "--help"],
+    "harness list": ["-m", "harness", "list"],
+    "harness plan --all": ["-m", "harness", "plan", "--all"],
+    "harness data status": ["-m", "harness", "data", "status"],
+    "harness weights status": ["-m", "harness", "weights", "status"],
+}
+
+
+def wall(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True)
+    return time.perf_counter() - t0, proc.returncode
+
+
+def heaviest_imports(env: dict[str, str], top: int = 12) -> list[tuple[int, str]]:
+    """Top-level packages by cumulative import time (µs) in ``harness list``."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness", "list"], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    per_pkg: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _self, cum, name = (p.strip() for p in line[len("import time:"):].split("|"))
+        if not cum.isdigit():
+            continue
+        if line.split("|")[2].startswith("  "):  # nested import: counted in its parent's cumulative time
+            continue
+        pkg = name.split(".")[0]
+        per_pkg[pkg] = per_pkg.get(pkg, 0) + int(cum)
+    return sorted(((us, pkg) for pkg, us in per_pkg.items()), reverse=True)[:top]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--importtime", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "HARNESS_HOME": str(Path(d) / "home"), "HARNESS_DB": str(Path(d) / "db.duckdb"),
+               "HF_HUB_OFFLINE": "1"}
+        best: dict[str, float] = {}
+        codes: dict[str, int] = {}
+        for _ in range(a.repeats):
+            for label, args in COMMANDS.items():
+                t, rc = wall(args, env)
+                best[label] = min(best.get(label, t), t)
+                codes[label] = rc
+        load = os.getloadavg()[0]
+        print(f"best of {a.repeats} fresh processes; load average {load:.2f} (other processes slow every row alike)")
+        base = best["import harness"]
+        print(f"{'command':26s} {'wall s':>8s} {'× import harness':>17s}  exit")
+        for label, t in best.items():
+            print(f"{label:26s} {t:8.2f} {t / base:17.1f}  {codes[label]}")
+        if a.importtime:
+            print("\nheaviest top-level imports of `harness list` (cumulative ms):")
+            for us, pkg in heaviest_imports(env):
+                print(f"  {pkg:24s} {us / 1000:8.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The epoch schedule of the shared training loop and FactorTopy's GEMM sampling (fast, CPU).
+
+The bilinear matrix is checked against ``F.grid_sample`` (the reference it replaces) in
+values and gradients; the schedule against counts derived from the arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from harness_factortopy.head import FactorTopyHead
+from harness_factortopy.sampling import bilinear_matrix, sampled_readout
+from harness_heads.token_source import TokenSource
+from harness_heads.training import TrainArgs, fit, linear_decay, steps_per_epoch
+
+from tests.test_trained_heads import build, head_input, random_store, random_targets, small_net
+
+
+@pytest.mark.parametrize(("h", "w", "k"), [(8, 8, 1), (7, 5, 3), (1, 1, 1), (2, 6, 2)])
+def test_bilinear_matrix_matches_grid_sample_values_and_gradients(h: int, w: int, k: int) -> None:
+    gen = torch.Generator().manual_seed(h * 100 + w * 10 + k)
+    maps = torch.randn(4, 6, h, w, dtype=torch.float64, generator=gen, requires_grad=True)
+    # points beyond the outer cell centres too (border padding clamps them)
+    pts = (torch.rand(10, k, 2, dtype=torch.float64, generator=gen) * 2.6 - 1.3).requires_grad_()
+    readout = torch.randn(6, 10, dtype=torch.float64, generator=gen)
+    ref = F.grid_sample(maps, pts.unsqueeze(0).expand(4, -1, -1, -1), mode="bilinear", padding_mode="border",
+                        align_corners=False).mean(-1)  # N×C×V
+    ref = (ref * readout).sum(1)
+    got = sampled_readout(maps, readout, bilinear_matrix(pts, h, w))
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(torch.autograd.grad(got.sum(), (maps, pts)), torch.autograd.grad(ref.sum(), (maps, pts)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_linear_decay_in_steps_or_epochs() -> None:
+    by_epoch = linear_decay(0.2, epochs=10)
+    assert by_epoch(0, 0.0) == pytest.approx(0.2)
+    assert by_epoch(999, 5.0) == pytest.approx(0.1)
+    assert by_epoch(0, 12.0) == 0.0
+    by_step = linear_decay(0.2, steps=100, epochs=10)  # steps win when given
+    assert by_step(50, 0.0) == pytest.approx(0.1)
+    assert linear_decay(0.2, steps=0)(0, 0.0) == 0.0
+    assert linear_decay(0.2)(0, 0.0) == 0.0
+
+
+def _fit(tmp_path: Path, **args: object) -> tuple[object, int]:
+    store = random_store(tmp_path)
+    t = random_targets(store)
+    fit_idx, val_idx = np.arange(24), np.arange(24, 30)
+    src = TokenSource.from_store(store, np.arange(store.n), fit_idx, "cpu")
+    torch.manual_seed(0)
+    net = small_net(src, 9, topology=True)
+    y = torch.from_numpy((t.responses - t.responses[fit_idx].mean(0)) / t.responses[fit_idx].std(0))
+    a = TrainArgs(**args)  # type: ignore[arg-type]
+    return fit(net, src, y, fit_idx, val_idx, a, seed=0), steps_per_epoch(len(fit_idx), a.batch_size)
+
+
+def test_schedule_runs_whole_epochs_and_validates_once_per_epoch(tmp_path: Path) -> None:
+    res, per_epoch = _fit(tmp_path, batch_size=8, max_epochs=3, patience=100)
+    assert per_epoch == 3
+    assert res.steps == 9 and res.epochs == pytest.approx(3.0)  # type: ignore[attr-defined]
+    assert [s for s, _ in res.history] == [3, 6, 9]  # type: ignore[attr-defined]
+    capped, _ = _fit(tmp_path, batch_size=8, max_epochs=3, max_steps=4, patience=100)
+    assert capped.steps == 4  # type: ignore[attr-defined]
+
+
+def test_training_stops_once_validation_stops_improving(tmp_path: Path) -> None:
+    """An improvement threshold no run can meet: the loop stops after ``patience`` validations past the first."""
+    res, _ = _fit(tmp_path, batch_size=8, max_epochs=50, patience=2, min_delta=10.0)
+    assert len(res.history) == 3 and res.steps == 9  # type: ignore[attr-defined]
+
+
+def test_cpu_preload_is_standardised_once_and_matches_streaming(tmp_path: Path) -> None:
+    store = random_store(tmp_path)
+    need, stats = np.arange(store.n), np.arange(25)
+    pre = TokenSource.from_store(store, need, stats, "cpu")
+    stream = TokenSource.from_store(store, need, stats, "cpu", budget_bytes=0)
+    assert pre.preloaded and all(d.standardised for d in pre._data)
+    idx = np.array([5, 0, 39])
+    for a, b in zip(pre.batch(idx), stream.batch(idx), strict=True):
+        torch.testing.assert_close(a.local, b.local)
+        torch.testing.assert_close(a.global_, b.global_)
+
+
+def test_factortopy_reports_epochs(tmp_path: Path) -> None:
+    store = random_store(tmp_path)
+    out = build(FactorTopyHead, {"max_epochs": 2, "batch_size": 8}).fit_predict(head_input(store, random_targets(store)))  # type: ignore[attr-defined]
+    assert out.info["epochs"] == pytest.approx(2.0)
