@@ -41,9 +41,8 @@ def shared_weights() -> Path:
     return SHARED_DATA.parent / "weights"
 
 
-@pytest.fixture
-def harness_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HARNESS_HOME and database; the real data root when present."""
+def isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private HARNESS_HOME and database under ``tmp_path``; the real data root when present."""
     monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HARNESS_DB", str(tmp_path / "lb.duckdb"))
     monkeypatch.setenv("HARNESS_CONFIG", str(tmp_path / "no-config.toml"))
@@ -52,6 +51,12 @@ def harness_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     else:
         monkeypatch.delenv("HARNESS_DATA_ROOT", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def harness_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private HARNESS_HOME and database; the real data root when present."""
+    return isolate_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

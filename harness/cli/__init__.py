@@ -1,7 +1,7 @@
 """The ``harness`` command line: one module per command group, plus the groups plugins add.
 
 Core groups: :mod:`.listing` (list), :mod:`.run` (plan, run), :mod:`.results`
-(leaderboard, sql), :mod:`.export`, :mod:`.analyze`, :mod:`.cache`, :mod:`.data`, :mod:`.weights`. Installed plugins add
+(leaderboard, sql), :mod:`.export`, :mod:`.report`, :mod:`.analyze`, :mod:`.cache`, :mod:`.data`, :mod:`.weights`. Installed plugins add
 theirs through the ``harness_cli`` hook (e.g. ``harness finetune``). Shared state —
 global options, consoles, settings, the factory — is in :mod:`.context`.
 
@@ -20,7 +20,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from harness.cli import analyze, cache, data, export, listing, results, run, weights
+from harness.cli import analyze, cache, data, export, listing, report, results, run, weights
 from harness.cli.context import err_console, options
 from harness.console import styled
 from harness.errors import HarnessError
@@ -92,7 +92,7 @@ def build_app(catalog: Catalog | None = None) -> typer.Typer:
     app = typer.Typer(help="Which deep net, read out how, best predicts the visual brain?", no_args_is_help=True,
                       pretty_exceptions_enable=False, add_completion=False, cls=Root)
     app.callback()(_global)
-    for group in (listing.app, run.app, results.app, export.app):  # top-level commands
+    for group in (listing.app, run.app, results.app, export.app, report.app):  # top-level commands
         app.add_typer(group)
     app.add_typer(cache.app, name="cache")
     app.add_typer(data.app, name="data")

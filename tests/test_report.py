@@ -1,0 +1,321 @@
+"""`harness report`: every figure's plotted values are the SQL views' values, the page is self-contained,
+and it renders in headless Chromium without console errors and with no blank figure.
+
+One small real run (tests/report_run.py) and one report are shared by the whole module.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from tests.conftest import SHARED_DATA, isolate_env
+
+matplotlib = pytest.importorskip("matplotlib", reason="harness report needs matplotlib (pip install 'harness[report]')")
+
+from matplotlib.patches import Rectangle  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from harness.errors import HarnessError  # noqa: E402
+from harness.report.build import Report, build_report, write_pngs  # noqa: E402
+from harness.report.figure import Section  # noqa: E402
+from harness.report.html import render  # noqa: E402
+from harness.report.outside import Outside  # noqa: E402
+from harness.store import Store  # noqa: E402
+
+pytestmark = pytest.mark.slow  # one small real run, shared by the module
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is absent (Debian package `chromium`; "
+                                    ".ci/run installs it)")
+#: the RDM dataset's ROI in the small run (Kriegeskorte 92: human IT; the synthetic RDM brain: IT)
+RDM_ROI = "hIT" if SHARED_DATA is not None else "IT"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    from tests import report_run
+
+    tmp = tmp_path_factory.mktemp("report_run")
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped, so not the function-scoped harness_env
+        isolate_env(mp, tmp)
+        f, store = report_run.run(tmp)
+        rep = build_report(store, "pytest tests/test_report.py", outside=Outside(f))
+        html = tmp / "report.html"
+        html.write_text(render(rep), encoding="utf-8")
+        yield f, store, rep, html
+
+
+def section(rep: Report, key: str) -> Section:
+    return next(s for s in rep.sections if s.key == key)
+
+
+def axes_by_title(sec: Section) -> dict[str, object]:
+    return {ax.get_title(): ax for p in sec.plots for ax in p.figure.axes if ax.get_visible() and ax.get_title()}
+
+
+def test_every_figure_type_is_drawn(run) -> None:
+    _, _, rep, _ = run
+    drawn = {s.key for s in rep.sections if s.plots}
+    assert drawn == {"leaderboard", "hierarchy", "layers", "stages", "rdms", "brain"}
+    assert "finetune" not in drawn and "harness run --finetune" in section(rep, "finetune").note
+    for s in rep.sections:
+        assert s.sql, f"{s.key}: no SQL recorded"
+        assert s.note or ("95 %" in s.caption or s.key in ("layers", "rdms", "brain")), s.key
+
+
+def test_leaderboard_bars_are_the_view_values(run) -> None:
+    _, store, rep, _ = run
+    sec = section(rep, "leaderboard")
+    axes = axes_by_title(sec)
+    for dataset, metric in (("syn", "pearson.mean"), ("rdm", "algonauts_r2")):
+        view = store.query("SELECT roi, backbone, head, normalised, norm_ci_low, norm_ci_high FROM leaderboard "
+                           "WHERE dataset = ? AND metric = ?", [dataset, metric])
+        got = sec.data[dataset].merge(view, on=["roi", "backbone", "head"], suffixes=("", "_view"))
+        assert len(got) == len(view) > 0
+        np.testing.assert_allclose(got["plotted"], got["normalised_view"], rtol=1e-12)
+        np.testing.assert_allclose(got["plotted_lo"], got["norm_ci_low_view"], rtol=1e-12)
+        for roi, rows in got.groupby("roi"):
+            ax = axes[f"{dataset} · {roi}"]
+            bars = sorted((p for p in ax.patches if isinstance(p, Rectangle)), key=lambda p: -p.get_y())
+            np.testing.assert_allclose([b.get_width() for b in bars], rows.sort_values("y", ascending=False)["plotted"])
+    # every random-init control sits right under its pretrained twin with the same head
+    syn = sec.data["syn"]
+    for _, r in syn[syn["random_init"].astype(bool)].iterrows():
+        above = syn[(syn["roi"] == r["roi"]) & (syn["y"] == r["y"] + 1)].iloc[0]
+        assert (above["backbone"], above["head"]) == ("lite0", r["head"])
+
+
+def test_hierarchy_depths_and_slopes_are_the_view_values(run) -> None:
+    _, store, rep, _ = run
+    sec = section(rep, "hierarchy")
+    view = store.query("SELECT dataset, roi, backbone, head, raw FROM leaderboard WHERE metric = 'hierarchy.depth' "
+                       "AND roi NOT IN ('all', 'mean')")
+    plotted = pd.concat([d.assign(dataset=k) for k, d in sec.data.items() if k != "scaling"])
+    got = plotted.merge(view, on=["dataset", "roi", "backbone", "head"])
+    assert len(got) == len(view) > 0
+    np.testing.assert_allclose(got["depth"], got["raw"], rtol=1e-12)
+    slopes = store.query("SELECT dataset, backbone, head, slope, slope_ci_low, slope_ci_high FROM hierarchy WHERE slope IS NOT NULL")
+    axes = axes_by_title(sec)
+    for _, s in slopes.iterrows():
+        legend = [t.get_text() for t in axes[f"{s['dataset']} · {s['head']}"].get_legend().get_texts()]
+        assert f"{s['backbone']}: slope {s['slope']:.2f} [{s['slope_ci_low']:.2f}, {s['slope_ci_high']:.2f}]" in legend
+    assert "needs ≥ 3 pretrained backbones" in sec.caption  # one pretrained net here: no scaling panel, said so
+
+
+def test_layer_heatmaps_are_the_layer_choice_view(run) -> None:
+    _, store, rep, _ = run
+    sec = section(rep, "layers")
+    axes = axes_by_title(sec)
+    view = store.query("SELECT dataset, backbone, head, roi, layer, layer_index, mean_weight FROM layer_choice")
+    for (dataset, bb, head), v in view.groupby(["dataset", "backbone", "head"]):
+        d = sec.data[dataset]
+        d = d[(d["backbone"] == bb) & (d["head"] == head)].dropna(subset=["mean_weight"])
+        m = d.merge(v, on=["roi", "layer"], suffixes=("", "_view"))
+        assert len(m) == len(v)
+        np.testing.assert_allclose(m["mean_weight"], m["mean_weight_view"], rtol=1e-12)
+        shown = np.asarray(axes[f"{bb} · {head}"].images[0].get_array(), float)
+        rois = [t.get_text() for t in axes[f"{bb} · {head}"].get_yticklabels()]
+        n_layers = 8  # EfficientNet-Lite0's tapped layers (timm entry): every column drawn, weighted or not
+        expect = v.pivot_table(index="roi", columns="layer_index", values="mean_weight").reindex(index=rois, columns=range(n_layers))
+        np.testing.assert_allclose(shown, expect.fillna(0.0).to_numpy(), rtol=1e-12)
+
+
+def test_factortopy_space_and_scale_come_from_selections(run) -> None:
+    _, store, rep, _ = run
+    sec = section(rep, "layers")
+    sel = store.query("SELECT j.dataset, j.backbone, j.head, s.roi, s.value FROM selections s JOIN jobs j USING (job_id) "
+                      "WHERE s.selector = 'scale'")
+    for (dataset, bb, head), s in sel.groupby(["dataset", "backbone", "head"]):
+        scale = sec.data[f"scale:{dataset}:{bb}:{head}"].set_index("roi")
+        np.testing.assert_allclose(scale["mean"], s.groupby("roi")["value"].mean().reindex(scale.index), rtol=1e-12)
+        assert (scale["ci_low"] <= scale["mean"]).all() and (scale["mean"] <= scale["ci_high"]).all()
+        density = sec.data[f"space:{dataset}:{bb}:{head}"]
+        np.testing.assert_allclose(density.groupby("roi")["density"].sum(), 1.0)
+    xs = store.query("SELECT count(*) AS n FROM selections WHERE selector = 'space_x'")["n"][0]
+    ys = store.query("SELECT count(*) AS n FROM selections WHERE selector = 'space_y'")["n"][0]
+    assert xs == ys > 0
+
+
+def test_stage_weight_bars_are_the_selections(run) -> None:
+    _, store, rep, _ = run
+    sec = section(rep, "stages")
+    view = store.query("SELECT j.backbone, j.head, s.roi, s.layer, s.value FROM selections s JOIN jobs j USING (job_id) "
+                       "WHERE s.selector = 'stage_weight' AND j.dataset = 'rdm'")
+    d = sec.data["rdm:lite0"]
+    m = d.merge(view, left_on=["head", "roi", "stage"], right_on=["head", "roi", "layer"])
+    assert len(m) == len(view) > 0
+    np.testing.assert_allclose(m["weight"], m["value"], rtol=1e-12)
+    main = d[d["head"] == "aggregation"]
+    assert main[["ci_low_channels", "ci_low_folds", "ci_low_seeds"]].notna().all().all()  # three CI sources
+    assert set(d.loc[d["control"], "head"]) == {"aggregation_uniform"}
+    ax = axes_by_title(sec)[f"rdm · lite0 · {RDM_ROI}"]
+    heights = sorted(p.get_height() for p in ax.patches if isinstance(p, Rectangle))
+    np.testing.assert_allclose(heights, sorted(d.loc[d["roi"] == RDM_ROI, "weight"]), rtol=1e-12)
+
+
+def test_rebuilt_model_rdm_reproduces_the_stored_score(run) -> None:
+    """The RDM drawn for the best RSA model, rebuilt from its cached tokens, gives back the job's stored score."""
+    f, store, rep, _ = run
+    shown = section(rep, "rdms").data["rdm"].set_index("roi").loc[RDM_ROI]
+    job = store.query("SELECT job_id, tokens_key, config::VARCHAR AS config FROM jobs WHERE dataset = 'rdm' AND "
+                      "head = 'rsa' AND backbone = ?", [shown["backbone"]]).iloc[0]
+    loso = store.query("SELECT unit, layer FROM selections WHERE job_id = ? AND roi = ? AND selector = 'layer_loso'",
+                       [job["job_id"], RDM_ROI])
+    out = Outside(f)
+    t = out.subject_rdms("rdm")
+    iu = np.triu_indices(t.rdms[RDM_ROI].shape[-1], 1)
+    r2 = []
+    for s, subject in enumerate(t.subject_ids):
+        layer = loso.set_index("unit").loc[subject, "layer"]
+        model = out.model_rdm(job["tokens_key"], job["config"], layer)
+        r2.append(spearmanr(model[iu], t.rdms[RDM_ROI][s][iu])[0] ** 2)
+    raw = store.query("SELECT raw FROM leaderboard WHERE dataset = 'rdm' AND roi = ? AND metric = 'algonauts_r2' "
+                      "AND head = 'rsa' AND backbone = ?", [RDM_ROI, shown["backbone"]])["raw"][0]
+    assert np.isclose(np.mean(r2), raw, rtol=1e-9)
+    if SHARED_DATA is not None:  # Kriegeskorte 92: sorted by its 12 categories
+        assert bool(shown["sorted_by_category"])
+
+
+def test_brain_map_colours_are_the_selections_and_unit_scores(run) -> None:
+    _, store, rep, _ = run
+    d = section(rep, "brain").data["syn"]
+    sel = store.query("SELECT j.backbone, j.head, j.subject, s.unit, s.layer_index, s.n_layers, s.weight FROM selections s "
+                      "JOIN jobs j USING (job_id) WHERE s.selector = 'layer' AND j.dataset = 'syn'")
+    best = sel.sort_values("weight").groupby(["backbone", "head", "subject", "unit"]).tail(1)
+    best = best.assign(expect=best["layer_index"] / (best["n_layers"] - 1).clip(lower=1))
+    m = d.merge(best, on=["backbone", "head", "subject", "unit"])
+    assert len(m) == len(d) > 0
+    np.testing.assert_allclose(m["depth"], m["expect"], rtol=1e-12)
+    r = store.query("SELECT j.backbone, j.head, j.subject, u.unit, u.value FROM unit_scores u JOIN jobs j USING (job_id) "
+                    "WHERE u.metric = 'pearson' AND j.dataset = 'syn'")
+    m = d.merge(r, on=["backbone", "head", "subject", "unit"])
+    np.testing.assert_allclose(m["r"], m["value"], rtol=1e-12)
+    assert {"x", "y"} <= set(d.columns) and d[["x", "y"]].notna().all().all()
+
+
+def test_filters_and_bad_names(run) -> None:
+    _, store, _, _ = run
+    rep = build_report(store, "filtered", datasets=["syn"])
+    assert section(rep, "stages").note  # the aggregation head ran on the RDM set only
+    assert all("'syn'" in q for q in section(rep, "leaderboard").sql if "FROM leaderboard" in q)
+    assert section(rep, "rdms").note and section(rep, "brain").note  # no dataset access: omitted, and said why
+    with pytest.raises(HarnessError, match=r"--dataset nope: no finished jobs"):
+        build_report(store, "x", datasets=["nope"])
+
+
+def test_html_is_self_contained_and_reproducible(run) -> None:
+    _, store, rep, html = run
+    text = html.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text) and "<script" not in text and "@import" not in text
+    imgs = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', text)
+    assert len(imgs) == sum(len(s.plots) for s in rep.sections)
+    runs = store.query("SELECT run_id FROM runs")["run_id"]
+    assert all(r in text for r in runs) and rep.registry_digest in text and "harness version" in text
+    assert text.count("<details><summary>Figure ") == len(rep.sections)
+    assert "FROM leaderboard" in text and "FROM layer_choice" in text
+
+
+def test_finetune_bars_are_the_finetune_deltas_view(run, tmp_path: Path) -> None:
+    """A derived backbone registered as `harness finetune` does (entries.parent, finetunes row), its jobs copied
+    from the parent's with scores shifted: the figure draws the view's base and derived values."""
+    _, store, _, _ = run
+    db = tmp_path / "ft.duckdb"
+    shutil.copy(store.path, db)
+    ft = Store(db)
+    with ft.writer() as con:
+        con.execute("INSERT INTO entries SELECT * REPLACE ('lite0_ft' AS name, false AS random_init, 'lite0' AS parent, "
+                    "'{\"task\": \"toy\"}'::JSON AS meta) FROM entries WHERE name = 'lite0'")
+        con.execute("INSERT INTO scores SELECT s.job_id || '_ft', s.metric, s.roi, s.subject, s.raw * 0.5, s.ceiling, "
+                    "s.normalised * 0.5, s.ci_low * 0.5, s.ci_high * 0.5, s.n, s.p_value, s.extra FROM scores s "
+                    "JOIN jobs j USING (job_id) WHERE j.backbone = 'lite0' AND j.head = 'ridge'")
+        con.execute("INSERT INTO jobs SELECT job_id || '_ft', run_id, 'lite0_ft', head, dataset, subject, status, error, "
+                    "wall_s, config, false, weights_digest, tokens_key, n_excluded, started_at, finished_at FROM jobs "
+                    "WHERE backbone = 'lite0' AND head = 'ridge'")
+    from harness.report import fig_finetune
+    from harness.report.figure import Context
+    from harness.report.reader import Reader
+
+    sec = fig_finetune.build(Context(reader=Reader(ft)))
+    view = ft.query("SELECT dataset, head, roi, metric, base_raw, derived_raw, delta_raw FROM finetune_deltas")
+    d = sec.data["toy:syn"].merge(view, on=["dataset", "head", "roi", "metric"], suffixes=("", "_view"))
+    assert len(d) == len(view) > 0
+    np.testing.assert_allclose(d["derived_raw"], d["derived_raw_view"], rtol=1e-12)
+    np.testing.assert_allclose(d["delta_raw"], -0.5 * d["base_raw"], rtol=1e-9)
+    ax = axes_by_title(sec)["toy · syn · ridge · pearson.mean"]
+    heights = sorted(p.get_height() for p in ax.patches if isinstance(p, Rectangle))
+    rows = d[d["metric"] == "pearson.mean"]
+    np.testing.assert_allclose(heights, sorted([*rows["base_raw"], *rows["derived_raw"]]), rtol=1e-12)
+
+
+def test_cli_writes_html_and_pngs(run, tmp_path: Path) -> None:
+    f, store, rep, _ = run
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CONFIG": str(tmp_path / "none.toml")}
+    out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "harness", "--db", str(store.path), "--home", str(f.settings.home),
+                        "--registry", str(f.settings.registry), "report", "--out", str(out), "--db-only", "-d", "rdm"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert out.read_text().startswith("<!DOCTYPE html>") and "Figure 4." in out.read_text()
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    bad = CliRunner().invoke(app, ["--db", str(store.path), "report", "--format", "pdf"])
+    assert isinstance(bad.exception, HarnessError) and "--format must be html or png" in str(bad.exception)
+    one = Report(sections=rep.sections[:1], version="", command="", created="", db="")
+    pngs = write_pngs(one, tmp_path / "figs", dpi=50)
+    assert len(pngs) == len(rep.sections[0].plots) and all(Image.open(x).format == "PNG" for x in pngs)
+
+
+# ----------------------------------------------------------------------------- headless Chromium
+def chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--no-first-run", "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp / 'profile'}",
+                           *extra, url], capture_output=True, text=True, timeout=180)
+
+
+def console_errors(stderr: str) -> list[str]:
+    """Console messages and failed loads Chromium logs for the page (a page with no script should log none)."""
+    return [ln for ln in stderr.splitlines() if re.search(r"CONSOLE\(\d+\)|Failed to load resource|Uncaught", ln)]
+
+
+def non_blank(img: Image.Image) -> bool:
+    a = np.asarray(img.convert("L"), float)
+    return a.std() > 5.0 and (a < 200).mean() > 0.01
+
+
+@needs_chromium
+def test_console_error_detector_sees_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><script>console.error("boom"); undefinedFunction();</script></body></html>')
+    p = chromium(bad.as_uri(), tmp_path, "--dump-dom")
+    assert console_errors(p.stderr), p.stderr[-2000:]
+
+
+@needs_chromium
+def test_report_renders_in_headless_chromium(run, tmp_path: Path) -> None:
+    _, _, rep, html = run
+    p = chromium(html.as_uri(), tmp_path, "--dump-dom")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert console_errors(p.stderr) == []
+    dom = p.stdout
+    srcs = re.findall(r'src="data:image/png;base64,([^"]+)"', dom)
+    assert len(srcs) == sum(len(s.plots) for s in rep.sections) and "Figure 7." in dom
+    for s in srcs:  # every figure image as the browser parsed it: decodes and is not blank
+        assert non_blank(Image.open(io.BytesIO(base64.b64decode(s))))
+    shot = tmp_path / "shot.png"
+    p = chromium(html.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1300,2400", "--hide-scrollbars")
+    assert p.returncode == 0 and console_errors(p.stderr) == []
+    assert non_blank(Image.open(shot))
