@@ -22,7 +22,7 @@ def report(
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeat or comma-separate).")] = None,
     backbone: Annotated[list[str] | None, typer.Option("--backbone", "-b", help="Only these backbones.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or png (one file per plot).")] = "html",
-    db_only: Annotated[bool, typer.Option("--db-only", help="Never open datasets or the token cache: RDM and brain maps are omitted.")] = False,
+    db_only: Annotated[bool, typer.Option("--db-only", help="Never open datasets or stored model RDMs: RDM and brain maps are omitted.")] = False,
 ) -> None:
     """Figures of the results in one HTML file: leaderboard, hierarchy, layer choice, stage weights, fine-tune deltas, RDMs, brain maps."""
     try:

@@ -2,24 +2,22 @@
 
 The leaderboard stores scores, selections and per-unit values, not the brain data: subjects' RDMs,
 voxel coordinates and stimuli come from the dataset plugins (through the same :class:`Factory` the
-runner uses), and model RDMs are recomputed from the token cache entry a job recorded
-(``jobs.tokens_key``) with the head arguments the job recorded (``jobs.config``). Every figure that
+runner uses), and model RDMs are read from the file a job stored (``jobs.model_rdms``, a content digest
+under ``$HARNESS_HOME/model_rdms``). Every figure that
 uses this says so in its caption; with ``outside=None`` those figures are omitted with a note.
 """
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from harness.cache import TokenCache
 from harness.contracts import Dataset, RDMTargets, VoxelTargets
 from harness.errors import HarnessError
-from harness.scoring import rdm_from_features
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -78,25 +76,17 @@ class Outside:
         st = ds.stimuli()
         return st.load(index).convert("RGB") if len(st) > index else None
 
-    def model_rdm(self, tokens_key: str, config_json: str, layer: str, stimuli: np.ndarray | None = None) -> np.ndarray | None:
-        """The RDM a layer-wise RSA job built for ``layer``: 1 − Pearson r between stimuli's features,
-        features as the job's head arguments say (``features``: local / global / local+global; local maps
-        average-pooled to at most ``pool``×``pool``). None when the cache entry is gone."""
-        store = TokenCache(self.factory.settings.cache_dir).get(tokens_key) if tokens_key else None
-        if store is None or layer not in store.layers:
-            return None
-        args: dict[str, Any] = json.loads(config_json).get("head", {}).get("args", {})
-        kind, pool = str(args.get("features", "local")), args.get("pool")
-        parts = []
-        if "local" in kind:
-            import torch
-            import torch.nn.functional as F
+    def stored_model_rdm(self, digest: str, roi: str) -> np.ndarray | None:
+        """The job's predicted RDM of ``roi`` averaged over held-out subjects (NaN pairs a fold did not predict stay
+        NaN); None when the file is not under this HARNESS_HOME."""
+        from harness import model_rdms
 
-            loc = torch.from_numpy(np.array(store.local(layer), dtype=np.float32))
-            if pool is not None and max(loc.shape[-2:]) > pool:
-                loc = F.adaptive_avg_pool2d(loc, (min(pool, loc.shape[-2]), min(pool, loc.shape[-1])))
-            parts.append(loc.reshape(len(loc), -1).numpy())
-        if "global" in kind:
-            parts.append(np.asarray(store.global_(layer), dtype=np.float32))
-        feats = np.concatenate(parts, axis=1)
-        return rdm_from_features(feats if stimuli is None else feats[stimuli])
+        try:
+            stored = model_rdms.load(self.factory.settings.home, digest)
+        except HarnessError:
+            return None
+        if roi not in stored.rdms:
+            return None
+        with warnings.catch_warnings():  # all-NaN pairs (never predicted) stay NaN without a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(stored.rdms[roi], axis=0)
