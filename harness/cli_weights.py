@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from harness.cli import _registry_path, _settings
-from harness.console import console
+from harness.console import console, styled
 from harness.errors import HarnessError
 
 weights_app = typer.Typer(help="Pretrained weights of the registered backbones.", no_args_is_help=True)
@@ -70,7 +70,7 @@ def status_cmd(
         t.add_column(col)
     style = {AVAILABLE: "green", MISSING: "red", RANDOM: "yellow"}
     for r in shown:
-        t.add_row(r.entry, r.plugin, r.family, f"[{style[r.status]}]{r.status}[/]",
+        t.add_row(r.entry, r.plugin, r.family, styled(style[r.status], r.status),
                   r.detail if r.status != MISSING else "see below")
     console.print(t)
     for r in shown:
