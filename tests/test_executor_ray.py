@@ -101,8 +101,9 @@ def tables(db: Path) -> dict[str, pd.DataFrame]:
 
 def assert_same(a: Path, b: Path) -> None:
     ta, tb = tables(a), tables(b)
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=True, obj=name)  # bit for bit
+    for name in ta:  # the stored rows bit for bit; the view's avg()/any_value() depend on row order in the file
+        exact = name != "leaderboard"
+        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=exact, rtol=1e-12, obj=name)
     jobs = ta["jobs"]
     assert len(jobs) == jobs["job_id"].nunique() == 10  # no duplicate or missing job
     assert len(ta["scores"]) > 0
@@ -218,7 +219,7 @@ def test_killed_driver_and_ctrl_c_leave_whole_jobs_and_resume(cluster: str, loca
     with pytest.raises(KeyboardInterrupt):
         Runner(f, Store(db), executor=RayExecutor()).run(make_plan(f))
     th.join(5)
-    assert s.query("SELECT status FROM runs ORDER BY started_at")["status"].tolist() == ["running", "interrupted"]
+    assert s.query("SELECT status FROM runs ORDER BY started_at")["status"].tolist() == ["killed", "interrupted"]  # the resume marked the dead run
     assert s.query("SELECT count(*) AS n FROM jobs WHERE dataset = 'syn'")["n"][0] == 0  # no half group
     # the blocked jobs were interrupted inside their workers (which stay for the next run)
     wait_for(lambda: all((gate / f"cancelled-{p}").exists() for p in blocked), timeout=30, what="cancellation")

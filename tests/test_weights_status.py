@@ -89,11 +89,10 @@ def test_missing_weights_skip_with_one_line_and_random_init_runs(zoo: Path) -> N
 
     sel = ["--registry", str(zoo), "run", "-b", "vit_missing", "-H", "rsa", "-d", "algo", "-m", "r2", "--device", "cpu"]
     res = CliRunner().invoke(app, sel)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code != 0 and "nothing to run" in str(res.exception), res.output  # issue 16: exit 2 via main()
     flat = " ".join(res.output.split())
     assert "skipped" in flat and "backbone vit_missing" in flat
     assert "vit_tiny_patch16_224.augreg_in21k_ft_in1k" in flat and "--random-init" in flat
-    assert "0 done" in flat
 
     res = CliRunner().invoke(app, [*sel, "--random-init"])
     assert res.exit_code == 0, res.output
