@@ -523,16 +523,18 @@ class _TypedHead(Head):
     tokens or live backbone its spec consumes are there. Subclasses implement :meth:`fit`."""
 
     targets_type: ClassVar[type]
-    target_kind: ClassVar[str]
+    target_kind: ClassVar[str]  #: the ``consumes`` word
+    target_noun: ClassVar[str]  #: how error messages name the targets
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         _declare(cls, "consumes", cls.target_kind)
 
     def fit_predict(self, data: HeadInput) -> HeadOutput:
-        name, consumes = self.ctx.entry.name, self.spec.consumes
+        # a head built outside a factory (tests, notebooks) has no context: name it by its plugin id
+        name, consumes = (self.ctx.entry.name if self.ctx else self.spec.id), self.spec.consumes
         if not isinstance(data.targets, self.targets_type):
-            raise DataError(f"head {name!r} needs {self.target_kind} targets, got {type(data.targets).__name__}")
+            raise DataError(f"head {name!r} needs {self.target_noun} targets, got {type(data.targets).__name__}")
         if "tokens" in consumes and data.tokens is None:
             raise DataError(f"head {name!r} needs cached tokens (HeadInput.tokens)")
         if "backbone" in consumes and data.backbone is None:
@@ -549,6 +551,7 @@ class VoxelHead(_TypedHead):
 
     targets_type = VoxelTargets
     target_kind = "voxels"
+    target_noun = "voxel"
 
     @abstractmethod
     def fit(self, data: HeadInput, targets: VoxelTargets) -> HeadOutput:
@@ -560,6 +563,7 @@ class RDMHead(_TypedHead):
 
     targets_type = RDMTargets
     target_kind = "rdms"
+    target_noun = "RDM"
 
     @abstractmethod
     def fit(self, data: HeadInput, targets: RDMTargets) -> HeadOutput:

@@ -109,6 +109,7 @@ def make_plan(
         reason = unavailable(factory, e, Backbone)
         if reason:
             plan.skipped.append(Skip(f"backbone {e.name}", reason))
+            factory.release(e.name)  # a skipped backbone holds nothing for the runner
         else:
             ok_bbs.append(e)
             precision_of[e.name] = resolve_precision(factory.extraction.precision, factory.backbone(e.name),

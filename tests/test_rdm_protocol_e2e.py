@@ -19,7 +19,6 @@ from harness.errors import DataError
 from harness.factory import Factory
 from harness.plan import make_plan
 from harness.plugins import build_catalog, make_manager
-from harness.registry import load_registry
 from harness.runner import Runner
 from harness.settings import load_settings
 from harness.store import Store
@@ -45,7 +44,7 @@ def test_transfer_and_image_folds_run_record_and_export(tmp_path: Path, harness_
     path.write_text(yaml.safe_dump({"plugin_entries": False, **reg}))
     cat = build_catalog(*make_manager(extra_plugins=[_TestPlugins()]))
     settings = load_settings().with_overrides(registry=path)
-    f = Factory(catalog=cat, registry=load_registry(cat, path), settings=settings)
+    f = Factory.open(settings, catalog=cat, registry=path)
     plan = make_plan(f, backbones=["tiny"], heads=["rsa", "agg"], datasets=["xfer", "folds"], metrics=["algonauts_r2"])
     store = Store(tmp_path / "lb.duckdb")
     summary = Runner(f, store).run(plan)

@@ -40,7 +40,7 @@ def test_wrong_targets_or_missing_tokens_are_one_line_errors() -> None:
     head = ridge(ridge.spec.args(), BuildContext(entry=RegistryEntry(name="r", kind="head", plugin="ridge"),
                                                  settings=load_settings()))
     rdms = RDMTargets(rdms={"IT": np.zeros((2, 4, 4))}, subject_ids=["a", "b"])
-    with pytest.raises(DataError, match=r"^head 'r' needs voxels targets, got RDMTargets$"):
+    with pytest.raises(DataError, match=r"^head 'r' needs voxel targets, got RDMTargets$"):
         head.fit_predict(_input(rdms))
     vox = VoxelTargets(responses=np.zeros((4, 2)), train_idx=np.arange(2), test_idx=np.arange(2, 4),
                        voxels=pd.DataFrame({"roi": ["V1", "V1"]}))
