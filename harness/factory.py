@@ -80,9 +80,10 @@ class Factory:
         return Store(self.settings.db, extra_sql=self.catalog.sql_folders())
 
     def build(self, entry: RegistryEntry) -> Plugin:
+        spec = self.catalog.spec(entry.kind, entry.plugin)
+        spec.check_requirements(f"entry {entry.name!r} ({spec.kind} plugin {spec.id!r})")  # before importing its module
+        args = validate_args(entry, spec)
         cls = self.catalog.get(entry.kind, entry.plugin)
-        cls.spec.check_requirements(f"entry {entry.name!r} ({cls.spec.kind} plugin {cls.spec.id!r})")
-        args = validate_args(entry, cls)
         ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
                            stimuli_for=self.stimuli_of, plugin_class=self.catalog.get,
                            dataset_for=self.dataset)

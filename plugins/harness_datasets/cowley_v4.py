@@ -33,8 +33,8 @@ import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.roots import data_folder
+from harness_datasets.specs import COWLEY_V4, STORED_SEED, STORED_TEST_FRACTION, CowleyArgs
 from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
 
@@ -44,17 +44,6 @@ if TYPE_CHECKING:
 LAYOUT = ("<root>/responses_<S>.npy (neurons × images), <root>/images_<S>.zip (images in basename order), "
           "optional <root>/responses_raw_<S>.npy (neurons × images × repeats, NaN-padded)")
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
-STORED_SEED, STORED_TEST_FRACTION = 0, 0.2
-
-
-class CowleyArgs(PluginArgs):
-    session: str = "201025"
-    #: folder; default ``$HARNESS_DATA_ROOT/cowley_v4``
-    root: str | None = None
-    test_fraction: float = STORED_TEST_FRACTION
-    split_seed: int = STORED_SEED
-    #: random repeat splits averaged for the split-half ceiling
-    n_splits: int = 100
 
 
 def make_split(image_names: list[str], session: str, seed: int = STORED_SEED,
@@ -82,13 +71,7 @@ def write_split(image_names: list[str], session: str) -> Path:
 
 
 class CowleyV4(VoxelDataset):
-    spec = PluginSpec(
-        id="cowley_v4",
-        kind="dataset",
-        version="1",
-        summary="Cowley 2023 macaque V4 neurons × natural images (one session), split-half ceiling where repeats exist",
-        args=CowleyArgs,
-    )
+    spec = COWLEY_V4
     args: CowleyArgs
 
     @property
