@@ -10,13 +10,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from harness import hookspecs
-from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
 from harness.specs import LazyPlugin, PluginKind, PluginSpec
+
+if TYPE_CHECKING:
+    from harness.contracts import Plugin
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from harness import strict_yaml
-from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
 from harness.plugins import Catalog
 from harness.specs import SECTIONS, PluginArgs, PluginKind, PluginSpec, RegistryEntry
 
 if TYPE_CHECKING:
+    from harness.contracts import Plugin
     from harness.settings import Settings
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import DataError
-from harness.kit.fetch import sha256_file
 from harness.pids import alive as _alive
 
 if TYPE_CHECKING:  # annotations only: listing derived entries (every `harness` command) must not import torch
@@ -162,6 +161,7 @@ class DerivedStore:
         from safetensors.torch import save_file
 
         from harness import __version__
+        from harness.kit.fetch import sha256_file
 
         derived_id = digest[:16]
         self.root.mkdir(parents=True, exist_ok=True)
