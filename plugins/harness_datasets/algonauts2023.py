@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
@@ -131,6 +130,8 @@ class Algonauts2023(VoxelDataset):
         return label_names(lab, table, str(path))
 
     def _hemi(self, hemi: str) -> dict[str, Any]:
+        import pandas as pd
+
         a = self.args
         train = _load_npy(self._fmri("training", hemi), "training fMRI")
         n_train = len(self._image_paths["training"])
@@ -178,6 +179,8 @@ class Algonauts2023(VoxelDataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
+        import pandas as pd
+
         from harness.kit.ceilings import nc_to_r
 
         hemis = [self._hemi(h) for h in self.args.hemis]

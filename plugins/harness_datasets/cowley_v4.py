@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
@@ -137,6 +136,8 @@ class CowleyV4(VoxelDataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
+        import pandas as pd
+
         resp = self._load("responses", 2)  # neurons × images
         n_img = len(self.stimuli())
         if resp.shape[1] != n_img:

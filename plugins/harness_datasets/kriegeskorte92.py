@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
@@ -32,7 +31,9 @@ from harness_datasets.roots import data_folder
 from harness_datasets.specs import KRIEGESKORTE92, K08Args
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas loads with the data, not when a dataset is listed or checked
+    import pandas as pd
+
     from harness.kit.fetch import FetchPlan
 
 BRAIN_FILE = "92_brainRDMs.mat"
@@ -102,6 +103,8 @@ def category_labels(root: Path) -> pd.DataFrame:
     """One row per image (RDM order): ``image``, ``category`` (e.g. 'human face'), the 12 category
     vectors as 0/1 columns (animate, inanim, human, nonhumani, body, face, natObj, artiObj, rand24,
     rand48, other48, monkeyape), ``animacy`` (animate/inanimate) and ``kind4`` (face/body/natural/artificial)."""
+    import pandas as pd
+
     path = root / SUPP_FILE
     m = _loadmat(path, ["categoryVectors", "categoryLabels", "stimuli_92objs"])
     vec = np.asarray(m["categoryVectors"])

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
@@ -54,7 +53,9 @@ from harness_datasets.specs import DEFAULT_LABEL_FILES, NSD_SPEC, NSDArgs
 from harness_datasets.stimuli import files_digest, stimuli_from_hdf5
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas loads with the data, not when a dataset is listed or checked
+    import pandas as pd
+
     from harness.kit.fetch import FetchPlan
 
 LAYOUT = ("NSD release layout: nsddata/experiments/nsd/nsd_expdesign.mat, nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5, "
@@ -378,6 +379,8 @@ class NSD(VoxelDataset):
         return v[idx].astype(np.float64) if self.surface_space else v[tuple(idx.T)].astype(np.float64)
 
     def _voxel_table(self, parts: list[dict[str, Any]]) -> pd.DataFrame:
+        import pandas as pd
+
         frames = []
         for p in parts:
             h = p["hemi"] or "vol"

@@ -59,7 +59,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import RDMDataset, RDMTargets, Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
@@ -183,6 +182,8 @@ class SyntheticVoxels(VoxelDataset):
         return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
     def targets(self, subject: str) -> VoxelTargets:
+        import pandas as pd
+
         data = self.subject_data(subject)
         t = data.truth
         voxels = pd.DataFrame({
