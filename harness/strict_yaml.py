@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 
-
 #: libyaml's parser when PyYAML was built with it: the pure-Python one took about half of `harness list`'s
 #: time reading the 13 registry files (benchmarks/bench_cli_startup.py)
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
