@@ -14,17 +14,7 @@ from harness.cache import TokenCache, token_key
 from harness.contracts import Backbone, Stimuli, TokenStore, View
 from harness.errors import HarnessError
 from harness.kit.images import iter_batches
-
-
-def resolve_precision(precision: str, backbone: Backbone, device: str) -> str:
-    """``auto``: bf16 autocast on CUDA; on CPU only for families measured faster and accurate (``cpu_bf16``)."""
-    if precision != "auto":
-        if precision not in ("fp32", "bf16"):
-            raise HarnessError(f"extraction precision must be auto, fp32 or bf16, not {precision!r}")
-        return precision
-    if device.startswith("cuda") or getattr(backbone, "cpu_bf16", False):
-        return "bf16"
-    return "fp32"
+from harness.precision import resolve_precision  # noqa: F401  (re-exported: callers import it from here)
 
 
 def resolve_device(device: str) -> str:

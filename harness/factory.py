@@ -7,18 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from harness.contracts import Backbone, BuildContext, Dataset, Plugin, Stimuli, View
 from harness.errors import RegistryError
 from harness.plugins import Catalog, default_catalog
 from harness.registry import Registry, load_registry, validate_args
 from harness.settings import Settings
 from harness.specs import RegistryEntry
 
-if TYPE_CHECKING:
-    from harness.contracts import TokenStore
+if TYPE_CHECKING:  # contracts import numpy: `harness list` opens a factory and builds nothing
+    from harness.contracts import Backbone, Dataset, Plugin, Stimuli, TokenStore, View
     from harness.store import Store
 
-P = TypeVar("P", bound=Plugin)
+P = TypeVar("P", bound="Plugin")
 
 #: the zoo shipped with a checkout, used when neither settings nor the working directory name one
 BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
@@ -80,9 +79,12 @@ class Factory:
         return Store(self.settings.db, extra_sql=self.catalog.sql_folders())
 
     def build(self, entry: RegistryEntry) -> Plugin:
+        from harness.contracts import BuildContext
+
+        spec = self.catalog.spec(entry.kind, entry.plugin)
+        spec.check_requirements(f"entry {entry.name!r} ({spec.kind} plugin {spec.id!r})")  # before importing its module
+        args = validate_args(entry, spec)
         cls = self.catalog.get(entry.kind, entry.plugin)
-        cls.spec.check_requirements(f"entry {entry.name!r} ({cls.spec.kind} plugin {cls.spec.id!r})")
-        args = validate_args(entry, cls)
         ctx = BuildContext(entry=entry, settings=self.settings, device=self.device, seed=self.seed, tokens_for=self.tokens_for,
                            stimuli_for=self.stimuli_of, plugin_class=self.catalog.get,
                            dataset_for=self.dataset)
@@ -99,6 +101,8 @@ class Factory:
     def backbone(self, name: str) -> Backbone:
         """Backbones are cached per factory: the planner, datasets that generate from a net and the runner share one."""
         if name not in self._backbones:
+            from harness.contracts import Backbone
+
             self._backbones[name] = self.build_as(self.registry.get(name, "backbone"), Backbone)
         return self._backbones[name]
 
@@ -108,6 +112,8 @@ class Factory:
     def dataset(self, name: str) -> Dataset:
         """Datasets are cached per factory too: the planner hashes the stimuli once and the runner reuses them."""
         if name not in self._datasets:
+            from harness.contracts import Dataset
+
             self._datasets[name] = self.build_as(self.registry.get(name, "dataset"), Dataset)
         return self._datasets[name]
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import typer
 
     from harness.settings import Settings
+    from harness.specs import LazyPlugin
 
 PROJECT = "harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -27,12 +28,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def harness_plugins() -> list[type]:
-    """Return plugin classes (subclasses of Backbone, Head, Metric or Dataset).
+def harness_plugins() -> list[type | LazyPlugin]:
+    """Return plugin classes (subclasses of Backbone, Head, Metric or Dataset), or their lazy declarations.
 
-    Each class carries a ``spec: PluginSpec``. Import heavy libraries inside the
-    class, not at module import, so ``harness list`` stays fast and a missing
-    library only affects the entries that need it.
+    Each class carries a ``spec: PluginSpec``. A :class:`harness.specs.LazyPlugin` pairs that spec with
+    where the class lives (``"package.module:Class"``): the module is imported only when an entry of the
+    plugin is built, so ``harness list``/``plan``/``--help`` never import torch or a model library and a
+    missing library only affects the entries that need it. First-party plugins declare theirs this way,
+    keeping specs in a module that imports only pydantic and :mod:`harness.specs`.
     """
 
 

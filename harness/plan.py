@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from harness import specs
 from harness.contracts import Backbone, Dataset
 from harness.errors import HarnessError
-from harness.extract import resolve_precision
 from harness.factory import Factory
+from harness.precision import resolve_precision
 from harness.registry import Registry
 from harness.specs import RegistryEntry
 
@@ -56,9 +56,9 @@ class Plan:
 
 
 def entry_config(entry: RegistryEntry, factory: Factory) -> dict:
-    cls = factory.catalog.get(entry.kind, entry.plugin)
-    args = cls.spec.args(**entry.args).model_dump(mode="json")
-    return {"plugin": entry.plugin, "version": cls.spec.version, "args": args, "random_init": entry.random_init, "meta": entry.meta}
+    spec = factory.catalog.spec(entry.kind, entry.plugin)
+    args = spec.args(**entry.args).model_dump(mode="json")
+    return {"plugin": entry.plugin, "version": spec.version, "args": args, "random_init": entry.random_init, "meta": entry.meta}
 
 
 def job_hash(config: dict) -> str:
@@ -132,12 +132,12 @@ def make_plan(
             continue
         kind = ds.target_kind
         for h in hds:
-            hspec = cat.get("head", h.plugin).spec
+            hspec = cat.spec("head", h.plugin)
             if kind not in hspec.consumes:
                 plan.skipped.append(Skip(f"{h.name} × {d.name}", f"head takes {sorted(hspec.consumes & set(specs.TARGET_KINDS))}, dataset gives {kind}"))
                 continue
             available = hspec.produces | {kind}
-            job_metrics = tuple(m for m in mts if cat.get("metric", m.plugin).spec.consumes <= available)
+            job_metrics = tuple(m for m in mts if cat.spec("metric", m.plugin).consumes <= available)
             if not job_metrics:
                 plan.skipped.append(Skip(f"{h.name} × {d.name}", "no metric accepts this head's outputs"))
                 continue

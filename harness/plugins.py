@@ -10,25 +10,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from harness import hookspecs
-from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
-from harness.specs import PluginKind, PluginSpec
+from harness.specs import LazyPlugin, PluginKind, PluginSpec
+
+if TYPE_CHECKING:
+    from harness.contracts import Plugin
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """All installed plugin classes by kind and id, plus the pluggy manager that found them."""
+    """All installed plugin classes by kind and id, plus the pluggy manager that found them.
+
+    A value of ``classes`` is a class or a :class:`~harness.specs.LazyPlugin` (its spec, its class imported on the
+    first :meth:`get`): listing and validating read :meth:`spec`, which imports no plugin module.
+    """
 
     manager: pluggy.PluginManager
-    classes: dict[tuple[PluginKind, str], type[Plugin]]
+    classes: dict[tuple[PluginKind, str], type[Plugin] | LazyPlugin]
     #: entry points that failed to import: name → one-line error (the rest still work)
     broken: dict[str, str] = field(default_factory=dict)
 
-    def get(self, kind: PluginKind, plugin_id: str) -> type[Plugin]:
+    def _declared(self, kind: PluginKind, plugin_id: str) -> type[Plugin] | LazyPlugin:
         try:
             return self.classes[(kind, plugin_id)]
         except KeyError:
@@ -37,6 +44,15 @@ class Catalog:
             raise PluginMissingError(
                 f"{kind} plugin {plugin_id!r} is not installed (installed: {', '.join(known) or 'none'}){broken}"
             ) from None
+
+    def get(self, kind: PluginKind, plugin_id: str) -> type[Plugin]:
+        """The plugin class (a lazily declared one is imported now: building needs it)."""
+        found = self._declared(kind, plugin_id)
+        return found.load() if isinstance(found, LazyPlugin) else found
+
+    def spec(self, kind: PluginKind, plugin_id: str) -> PluginSpec:
+        """The plugin's spec without importing its class's module."""
+        return self._declared(kind, plugin_id).spec
 
     def specs(self, kind: PluginKind | None = None) -> list[PluginSpec]:
         return [c.spec for (k, _), c in sorted(self.classes.items()) if kind in (None, k)]
@@ -71,20 +87,21 @@ def make_manager(extra_plugins: Iterable[object] = (), entrypoints: bool = True)
     return pm, broken
 
 
+def where(cls: type | LazyPlugin) -> str:
+    """``module.Class`` of a plugin class or of a lazy declaration's target, for error messages."""
+    return cls.target.replace(":", ".") if isinstance(cls, LazyPlugin) else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def build_catalog(pm: pluggy.PluginManager, broken: dict[str, str] | None = None) -> Catalog:
-    classes: dict[tuple[PluginKind, str], type[Plugin]] = {}
+    classes: dict[tuple[PluginKind, str], type[Plugin] | LazyPlugin] = {}
     for result in pm.hook.harness_plugins():
         for cls in result or ():
             spec = getattr(cls, "spec", None)
             if not isinstance(spec, PluginSpec):
-                raise RegistryError(f"plugin class {cls.__module__}.{cls.__qualname__} has no PluginSpec 'spec'")
+                raise RegistryError(f"plugin class {where(cls)} has no PluginSpec 'spec'")
             key = (spec.kind, spec.id)
             if key in classes and classes[key] is not cls:
-                other = classes[key]
-                raise RegistryError(
-                    f"{spec.kind} plugin id {spec.id!r} registered twice: "
-                    f"{other.__module__}.{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
-                )
+                raise RegistryError(f"{spec.kind} plugin id {spec.id!r} registered twice: {where(classes[key])} and {where(cls)}")
             classes[key] = cls
     return Catalog(manager=pm, classes=classes, broken=dict(broken or {}))
 

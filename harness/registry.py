@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from harness import strict_yaml
-from harness.contracts import Plugin
 from harness.errors import PluginMissingError, RegistryError
 from harness.plugins import Catalog
-from harness.specs import SECTIONS, PluginArgs, PluginKind, RegistryEntry
+from harness.specs import SECTIONS, PluginArgs, PluginKind, PluginSpec, RegistryEntry
 
 if TYPE_CHECKING:
+    from harness.contracts import Plugin
     from harness.settings import Settings
 
 
@@ -76,10 +76,12 @@ def parse_fragment(data: dict[str, Any], source: str) -> list[RegistryEntry]:
     return entries
 
 
-def validate_args(entry: RegistryEntry, cls: type[Plugin]) -> PluginArgs:
-    """Validate an entry's args against its plugin's schema; errors name file, entry and field."""
+def validate_args(entry: RegistryEntry, plugin: type[Plugin] | PluginSpec) -> PluginArgs:
+    """Validate an entry's args against its plugin's schema (a class or its spec: validating imports no
+    plugin module); errors name file, entry and field."""
     section = next(s for s, k in SECTIONS.items() if k == entry.kind)
-    return cls.spec.parse_args(entry.args, f"{entry.source}: {section}.{entry.name}")
+    spec = plugin if isinstance(plugin, PluginSpec) else plugin.spec
+    return spec.parse_args(entry.args, f"{entry.source}: {section}.{entry.name}")
 
 
 def load_registry(catalog: Catalog, path: Path | None, settings: Settings, validate: bool = True) -> Registry:
@@ -115,9 +117,9 @@ def load_registry(catalog: Catalog, path: Path | None, settings: Settings, valid
     if validate:
         for e in entries.values():
             try:
-                cls = catalog.get(e.kind, e.plugin)
+                spec = catalog.spec(e.kind, e.plugin)
             except PluginMissingError as exc:
                 section = next(s for s, k in SECTIONS.items() if k == e.kind)
                 raise PluginMissingError(f"{e.source}: {section}.{e.name}: {exc}") from None
-            validate_args(e, cls)
+            validate_args(e, spec)
     return Registry(entries=entries)

@@ -81,7 +81,7 @@ class Runner:
                        j.dataset.name: j.config["dataset"], **j.config["metrics"]}
             for e in (j.backbone, j.head, j.dataset, *j.metrics):
                 if e.name not in seen:
-                    spec = self.factory.catalog.get(e.kind, e.plugin).spec
+                    spec = self.factory.catalog.spec(e.kind, e.plugin)
                     seen[e.name] = {"name": e.name, "kind": e.kind, "plugin": e.plugin, "plugin_version": spec.version,
                                     "random_init": e.random_init, "parent": e.parent, "args": e.args, "meta": e.meta,
                                     "config": configs[e.name], "tags": list(e.tags)}

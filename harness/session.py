@@ -40,6 +40,7 @@ class Session:
     def add_plugin(self, cls: type[Plugin], installed: Catalog) -> None:
         """A class whose (kind, id) an installed plugin already uses is refused: results would be ambiguous.
         Re-registering the same id in-process replaces the class (a notebook cell run twice)."""
+        from harness.plugins import where
         from harness.specs import PluginSpec
 
         spec = getattr(cls, "spec", None)
@@ -47,9 +48,8 @@ class Session:
             raise RegistryError(f"plugin class {cls.__module__}.{cls.__qualname__} has no PluginSpec 'spec'")
         key = (spec.kind, spec.id)
         if key in installed.classes and installed.classes[key] is not cls:
-            other = installed.classes[key]
             raise RegistryError(f"{spec.kind} plugin id {spec.id!r} is already installed "
-                                f"({other.__module__}.{other.__qualname__}); give the in-process class another id")
+                                f"({where(installed.classes[key])}); give the in-process class another id")
         self.plugins[key] = cls
 
     def add_entries(self, entries: Iterable[RegistryEntry], catalog: Catalog) -> list[RegistryEntry]:
@@ -59,7 +59,7 @@ class Session:
         added = []
         for e in entries:
             tagged = e.model_copy(update={"tags": tuple(dict.fromkeys((*e.tags, IN_PROCESS))), "source": SOURCE})
-            validate_args(tagged, catalog.get(tagged.kind, tagged.plugin))
+            validate_args(tagged, catalog.spec(tagged.kind, tagged.plugin))
             self.entries[tagged.name] = tagged
             added.append(tagged)
         return added

@@ -7,6 +7,7 @@ which backbone × head × dataset × metric combinations make sense by comparing
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from typing import Any, Literal
@@ -150,3 +151,43 @@ class RegistryEntry(BaseModel):
         if not _ID.match(v):
             raise ValueError(f"entry name {v!r} must match {_ID.pattern}")
         return v
+
+
+class LazyPlugin:
+    """A plugin declared by its spec and the place of its class (``"package.module:Class"``), imported on first build.
+
+    Why: ``harness list``, ``--help`` and registry checks need only specs; importing each class's module
+    would import torch, timm, transformers … in every command. A plugin's ``harness_plugins`` hook may return
+    these instead of classes (both are accepted); the spec (argument schema included) lives in a module that
+    imports only pydantic and :mod:`harness.specs`, and the class module sets ``spec`` to the same object.
+    """
+
+    __slots__ = ("_cls", "spec", "target")
+
+    def __init__(self, spec: PluginSpec, target: str) -> None:
+        if not isinstance(spec, PluginSpec):
+            raise RegistryError(f"lazy plugin {target!r}: spec must be a PluginSpec, not {type(spec).__name__}")
+        if target.count(":") != 1:
+            raise RegistryError(f"lazy plugin {spec.kind} {spec.id!r}: target {target!r} must be 'package.module:Class'")
+        self.spec = spec
+        self.target = target
+        self._cls: type | None = None
+
+    def __repr__(self) -> str:
+        return f"LazyPlugin({self.spec.kind} {self.spec.id!r} → {self.target})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable for executors in other processes (the cached class is not sent)
+        return (LazyPlugin, (self.spec, self.target))
+
+    def load(self) -> type:
+        """Import the class; a class whose own spec is not the declared one is an error (the two cannot drift)."""
+        if self._cls is None:
+            module_name, _, attr = self.target.partition(":")
+            what = f"{self.spec.kind} plugin {self.spec.id!r} ({self.target})"
+            cls = getattr(importlib.import_module(module_name), attr, None)
+            if not isinstance(cls, type):
+                raise RegistryError(f"{what}: module {module_name!r} has no class {attr!r}")
+            if getattr(cls, "spec", None) != self.spec:
+                raise RegistryError(f"{what}: the class's spec differs from the declared one; set `spec = ` the declared spec")
+            self._cls = cls
+        return self._cls

@@ -11,8 +11,12 @@ from typing import Any
 
 import yaml
 
+#: libyaml's parser when PyYAML was built with it: the pure-Python one took about half of `harness list`'s
+#: time reading the 13 registry files (benchmarks/bench_cli_startup.py)
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _StrictLoader(yaml.SafeLoader):
+
+class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that refuses a mapping with the same key twice."""
 
 

@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 import typer
 
-from harness.board import render
 from harness.cli.context import console, open_factory
 from harness.errors import HarnessError
 
@@ -94,9 +91,12 @@ def clusters_cmd(
     seed: Annotated[int, typer.Option(help="k-means and Nyström seed.")] = 0,
 ) -> None:
     """Cluster units by their channel selectors (kernel k-means, then Ward): table `clusters`, view `cluster_summary`."""
+    import numpy as np  # numpy, pandas and the analyses load with the command, not with every `harness …`
+    import pandas as pd
     from sklearn.metrics import adjusted_rand_score
 
     from harness.analysis.clusters import ClusterParams, cluster_units
+    from harness.board import render
     from harness.store import Store
 
     fit = open_fitted(backbone, head, dataset, subject)
@@ -135,7 +135,11 @@ def channels_cmd(
     subject: Subject = None,
 ) -> None:
     """RGB channel images of an ROI (top-3 PCs of its readout weights) per stimulus, plus its response map."""
+    import numpy as np
+    import pandas as pd
+
     from harness.analysis.channel_images import channel_images, write_pngs
+    from harness.board import render
     from harness.contracts import VoxelTargets
     from harness.kit.images import crop_image
     from harness.store import Store

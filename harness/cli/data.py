@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -116,6 +115,8 @@ def ceiling_cmd(
     subject: Annotated[str | None, typer.Option("--subject", "-s", help="One subject (job unit); default all.")] = None,
 ) -> None:
     """Noise ceilings per ROI: RDMs (lower/upper, squared Spearman) or voxels (median r-scale ceiling and its square)."""
+    import numpy as np
+
     from harness.contracts import RDMTargets
     from harness.kit.ceilings import noise_ceiling_rdm
     from harness.kit.scoring import upper

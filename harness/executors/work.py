@@ -195,7 +195,7 @@ def run_unit(factory: Factory, unit: WorkUnit, on_start: Callable[[Job], None] |
         stimuli = dataset.stimuli()
         backbone = f.backbone(unit.backbone)
         tokens = None
-        if any(TOKENS in f.catalog.get("head", j.head.plugin).spec.consumes for j in jobs):
+        if any(TOKENS in f.catalog.spec("head", j.head.plugin).consumes for j in jobs):
             tokens = f.tokens_for(unit.backbone, stimuli)
     except Exception as exc:
         err = one_line(exc)

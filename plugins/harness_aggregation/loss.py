@@ -7,12 +7,10 @@ the entries (upper triangle): α·N̄ keeps the weight finite where subjects hap
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 
-LossKind = Literal["l1", "mse"]
+from harness_aggregation.specs import LossKind
 
 
 def reliability_weights(rdms: np.ndarray, alpha: float = 0.25, beta: float = 1.0) -> np.ndarray:

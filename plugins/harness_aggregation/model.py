@@ -14,15 +14,14 @@ uniform average of the stages' RDMs — the referee's first control.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MaskKind = Literal["stage", "channel", "location"]
-Normalize = Literal["none", "l2"]
+from harness_aggregation.specs import MaskKind, Normalize
+
 _EPS = 1e-8
 
 

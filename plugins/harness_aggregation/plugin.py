@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_aggregation.stage_aggregation_head import StageAggregationHead
+from harness.specs import LazyPlugin
+from harness_aggregation.specs import STAGE_AGGREGATION
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [StageAggregationHead]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(STAGE_AGGREGATION, "harness_aggregation.stage_aggregation_head:StageAggregationHead")]
 
 
 @hookimpl

@@ -8,8 +8,6 @@ normalised with the ImageNet mean/std.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
 from harness.errors import RegistryError
@@ -21,7 +19,8 @@ from harness.kit.weights import (
     resolve_weights,
     weights_unavailable,
 )
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
+from harness_cifar.specs import CIFAR_RESNET, CifarArgs
 
 CIFAR_32 = Preprocess(resize=32, crop=32, interpolation="bilinear")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -29,27 +28,8 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 DEFAULT_FILES = {20: "cifar10_resnet/resnet20_cifar10.safetensors", 56: "cifar10_resnet/resnet56_cifar10.safetensors"}
 
 
-class CifarArgs(PluginArgs):
-    depth: int = 20
-    #: explicit weights file (safetensors, or a weights_only pickle with the module. prefix removed)
-    weights: str | None = None
-    layer_set: Literal["stages", "blocks"] = "stages"
-    #: a subset of the layer set's names (kept in depth order)
-    layers: tuple[str, ...] | None = None
-    #: measured faster on CPU, as for the other CNN families (benchmarks/bench_extraction.py)
-    channels_last: bool = True
-
-
 class CifarResNetBackbone(HookedBackbone):
-    spec = PluginSpec(
-        id="cifar_resnet",
-        kind="backbone",
-        version="1",
-        summary="CIFAR-10 ResNet-20/56 (He et al. 2016, option A), 32×32 input, stem + 3 stages or every block",
-        args=CifarArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-    )
+    spec = CIFAR_RESNET
     args: CifarArgs
     #: CPU bf16 autocast measured 1.5x faster with tokens r 0.99989 vs fp32 (real weights; bench_extraction.py)
     cpu_bf16 = True

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_cifar.cifar_resnet_backbone import CifarResNetBackbone
+from harness.specs import LazyPlugin
+from harness_cifar.specs import CIFAR_RESNET
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [CifarResNetBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(CIFAR_RESNET, "harness_cifar.cifar_resnet_backbone:CifarResNetBackbone")]
 
 
 @hookimpl

@@ -25,22 +25,20 @@ import json
 import zipfile
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
-from harness.specs import PluginSpec
 from harness_datasets.matfiles import read_mat_arrays, read_visual_stimuli
-from harness_datasets.rdm_sets import AllSubjectsRDMDataset, RDMProtocolArgs
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset
+from harness_datasets.specs import ALGONAUTS2019, AlgonautsArgs
 from harness_datasets.stimuli import files_digest, image_files, stimuli_from_arrays
 
 if TYPE_CHECKING:
     from harness.kit.fetch import FetchPlan
 
-SetName = Literal["92", "118", "78"]
 SET_FOLDERS: dict[str, str] = {"92": "cichy92", "118": "cichy118", "78": "cichy78"}
 LAYOUT = ("<root>/images/*.jpg (or <N>images.mat with visual_stimuli.names/pixels); fMRI: rdms.npz (EVC, IT: "
           "subjects×N×N) or target_fmri.mat (EVC_RDMs, IT_RDMs); MEG: target_meg.mat (MEG_RDMs_early, MEG_RDMs_late: "
@@ -49,28 +47,6 @@ MEG_WINDOWS = {"early": "MEG_early", "late": "MEG_late"}
 #: EVC ↔ early MEG, IT ↔ late MEG, as the challenge paired them
 LEVELS = {"EVC": 0.0, "MEG_early": 0.0, "IT": 1.0, "MEG_late": 1.0}
 TIME_FILE, TIME_KEY = "MEG_decoding_RDMs.mat", "MEG_decoding_RDMs"
-
-
-class AlgonautsArgs(RDMProtocolArgs):
-    set: SetName = "92"
-    #: join several sets in one job (overrides ``set``); ROIs become ``<set>/<roi>``
-    sets: tuple[SetName, ...] = ()
-    #: folder of the set; default ``$HARNESS_DATA_ROOT/cichy92`` (``cichy118``, ``cichy78``)
-    root: str | None = None
-    #: per-set folders when joining sets
-    roots: dict[str, str] = Field(default_factory=dict)
-    modalities: tuple[Literal["fmri", "meg"], ...] = ("fmri",)
-    rois: tuple[str, ...] = ("EVC", "IT")
-    meg_windows: tuple[Literal["early", "late"], ...] = ("early", "late")
-    meg_sessions: Literal["mean", "1", "2"] = "mean"
-    #: start times (ms) of time-resolved MEG ROIs ``MEG_t<ms>``; needs MEG_decoding_RDMs.mat
-    meg_times_ms: tuple[float, ...] = ()
-    meg_window_ms: float = 10.0
-    #: also hand heads each ``MEG_t<ms>`` window's per-sample RDMs (subjects × time × N × N), so the stage
-    #: aggregation head can train on time points sampled toward the window's middle (Gaziv 2019)
-    meg_time_resolved: bool = False
-    meg_time0_ms: float = -100.0
-    meg_dt_ms: float = 1.0
 
 
 # ----------------------------------------------------------------------------- readers
@@ -210,13 +186,7 @@ def concat_stimuli(parts: list[tuple[str, Stimuli]]) -> Stimuli:
 
 # ----------------------------------------------------------------------------- plugin
 class Algonauts2019(AllSubjectsRDMDataset):
-    spec = PluginSpec(
-        id="algonauts2019",
-        kind="dataset",
-        version="2",
-        summary="Algonauts 2019 RDMs: fMRI (EVC, IT) and MEG (early, late, time-resolved); 92/118/78 sets, joinable",
-        args=AlgonautsArgs,
-    )
+    spec = ALGONAUTS2019
     args: AlgonautsArgs
 
     @property

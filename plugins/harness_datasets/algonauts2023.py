@@ -27,17 +27,14 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.algonauts2019 import concat_stimuli
 from harness_datasets.nsd_labels import (
-    DEFAULT_LABEL_FILES,
     LABELS,
     LEVELS,
     label_names,
@@ -45,6 +42,7 @@ from harness_datasets.nsd_labels import (
     surface_coords,
 )
 from harness_datasets.roots import data_folder
+from harness_datasets.specs import ALGONAUTS2023, A23Args
 from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite
 
@@ -54,23 +52,6 @@ if TYPE_CHECKING:
 LAYOUT = ("<root>/subjXX/training_split/training_fmri/{lh,rh}_training_fmri.npy, training_split/training_images/*.png, "
           "test_split/test_images/*.png, roi_masks/{lh,rh}.<roi>_challenge_space.npy (+ mapping_<roi>.npy), "
           "optional test_split/test_fmri/{lh,rh}_test_fmri.npy and test_split/noise_ceiling/{lh,rh}_noise_ceiling.npy")
-
-
-class A23Args(PluginArgs):
-    #: challenge data root (holding subj01 …); default ``$HARNESS_DATA_ROOT/algonauts2023``
-    root: str | None = None
-    subject: int = 1
-    hemis: tuple[Literal["lh", "rh"], ...] = ("lh", "rh")
-    roi_column: str = "streams"
-    #: keep only vertices whose ``roi_column`` label is one of these (empty = all)
-    rois: tuple[str, ...] = ()
-    label_files: tuple[str, ...] = DEFAULT_LABEL_FILES
-    #: FreeSurfer fsaverage subject folder for vertex coordinates (optional)
-    fsaverage: str | None = None
-    surface: str = "sphere"
-    hemi_offset_mm: float = 250.0
-    test_fraction: float = 0.1
-    seed: int = 0
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
@@ -83,13 +64,7 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 
 
 class Algonauts2023(VoxelDataset):
-    spec = PluginSpec(
-        id="algonauts2023",
-        kind="dataset",
-        version="1",
-        summary="Algonauts 2023 challenge layout (NSD fsaverage vertices, ROI masks, challenge noise ceiling)",
-        args=A23Args,
-    )
+    spec = ALGONAUTS2023
     args: A23Args
 
     @property
@@ -155,6 +130,8 @@ class Algonauts2023(VoxelDataset):
         return label_names(lab, table, str(path))
 
     def _hemi(self, hemi: str) -> dict[str, Any]:
+        import pandas as pd
+
         a = self.args
         train = _load_npy(self._fmri("training", hemi), "training fMRI")
         n_train = len(self._image_paths["training"])
@@ -202,6 +179,8 @@ class Algonauts2023(VoxelDataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
+        import pandas as pd
+
         from harness.kit.ceilings import nc_to_r
 
         hemis = [self._hemi(h) for h in self.args.hemis]

@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.roots import data_folder
+from harness_datasets.specs import COWLEY_V4, STORED_SEED, STORED_TEST_FRACTION, CowleyArgs
 from harness_datasets.stimuli import files_digest, stimuli_from_zip, zip_members
 from harness_datasets.voxels import exclude_nonfinite
 
@@ -44,17 +43,6 @@ if TYPE_CHECKING:
 LAYOUT = ("<root>/responses_<S>.npy (neurons × images), <root>/images_<S>.zip (images in basename order), "
           "optional <root>/responses_raw_<S>.npy (neurons × images × repeats, NaN-padded)")
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
-STORED_SEED, STORED_TEST_FRACTION = 0, 0.2
-
-
-class CowleyArgs(PluginArgs):
-    session: str = "201025"
-    #: folder; default ``$HARNESS_DATA_ROOT/cowley_v4``
-    root: str | None = None
-    test_fraction: float = STORED_TEST_FRACTION
-    split_seed: int = STORED_SEED
-    #: random repeat splits averaged for the split-half ceiling
-    n_splits: int = 100
 
 
 def make_split(image_names: list[str], session: str, seed: int = STORED_SEED,
@@ -82,13 +70,7 @@ def write_split(image_names: list[str], session: str) -> Path:
 
 
 class CowleyV4(VoxelDataset):
-    spec = PluginSpec(
-        id="cowley_v4",
-        kind="dataset",
-        version="1",
-        summary="Cowley 2023 macaque V4 neurons × natural images (one session), split-half ceiling where repeats exist",
-        args=CowleyArgs,
-    )
+    spec = COWLEY_V4
     args: CowleyArgs
 
     @property
@@ -154,6 +136,8 @@ class CowleyV4(VoxelDataset):
 
     @cached_property
     def _targets(self) -> VoxelTargets:
+        import pandas as pd
+
         resp = self._load("responses", 2)  # neurons × images
         n_img = len(self.stimuli())
         if resp.shape[1] != n_img:

@@ -22,28 +22,21 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
+from harness_datasets.specs import FOLDER, FolderArgs
 from harness_datasets.stimuli import files_digest, image_files
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
 
+if TYPE_CHECKING:  # pandas loads with the data, not when a dataset is listed or checked
+    import pandas as pd
+
 LAYOUT = ("<root>/images/* (name order = rows), <root>[/<subject>]/responses.npy (stimuli×voxels or "
           "stimuli×repeats×voxels), <root>[/<subject>]/voxels.csv (roi[, x, y, z, voxel_id]), optional <root>/split.json")
-
-
-class FolderArgs(PluginArgs):
-    root: str
-    test_fraction: float = 0.2
-    seed: int = 0
-    ceiling: Literal["split_half", "ncsnr", "none"] = "split_half"
-    #: ROI order (shallow → deep) for the hierarchy level of each ROI; default: first appearance
-    roi_order: tuple[str, ...] = ()
 
 
 def write_folder(root: Path, stimuli: Stimuli, responses: np.ndarray, voxels: pd.DataFrame,
@@ -65,13 +58,7 @@ def write_folder(root: Path, stimuli: Stimuli, responses: np.ndarray, voxels: pd
 
 
 class FolderVoxels(VoxelDataset):
-    spec = PluginSpec(
-        id="folder",
-        kind="dataset",
-        version="1",
-        summary="your own data: images/ + responses.npy (optional repeats axis) + voxels.csv (roi, x, y, z)",
-        args=FolderArgs,
-    )
+    spec = FOLDER
     args: FolderArgs
 
     @property
@@ -133,6 +120,8 @@ class FolderVoxels(VoxelDataset):
         return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
     def _read_voxels(self, path: Path, n_vox: int) -> pd.DataFrame:
+        import pandas as pd
+
         if not path.is_file():
             raise DataError(f"{path}: missing (expected {LAYOUT})")
         try:

@@ -20,19 +20,20 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
-from harness.specs import PluginSpec
-from harness_datasets.rdm_sets import AllSubjectsRDMDataset, RDMProtocolArgs
+from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.roots import data_folder
+from harness_datasets.specs import KRIEGESKORTE92, K08Args
 from harness_datasets.stimuli import files_digest, stimuli_from_arrays
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas loads with the data, not when a dataset is listed or checked
+    import pandas as pd
+
     from harness.kit.fetch import FetchPlan
 
 BRAIN_FILE = "92_brainRDMs.mat"
@@ -102,6 +103,8 @@ def category_labels(root: Path) -> pd.DataFrame:
     """One row per image (RDM order): ``image``, ``category`` (e.g. 'human face'), the 12 category
     vectors as 0/1 columns (animate, inanim, human, nonhumani, body, face, natObj, artiObj, rand24,
     rand48, other48, monkeyape), ``animacy`` (animate/inanimate) and ``kind4`` (face/body/natural/artificial)."""
+    import pandas as pd
+
     path = root / SUPP_FILE
     m = _loadmat(path, ["categoryVectors", "categoryLabels", "stimuli_92objs"])
     vec = np.asarray(m["categoryVectors"])
@@ -129,21 +132,8 @@ def read_images(root: Path) -> tuple[list[str], list[np.ndarray]]:
     return [f"image_{i + 1:02d}" for i in range(len(st))], [np.asarray(el["image"]) for el in st]
 
 
-class K08Args(RDMProtocolArgs):
-    #: folder; default ``$HARNESS_DATA_ROOT/kriegeskorte92``
-    root: str | None = None
-    species: Literal["human", "monkey"] = "human"
-    sessions: Literal["mean", "separate"] = "mean"
-
-
 class Kriegeskorte92(AllSubjectsRDMDataset):
-    spec = PluginSpec(
-        id="kriegeskorte92",
-        kind="dataset",
-        version="1",
-        summary="Kriegeskorte 2008 92 images: human IT RDMs (4 subjects × 2 sessions) or monkey IT RDM",
-        args=K08Args,
-    )
+    spec = KRIEGESKORTE92
     args: K08Args
 
     @property

@@ -34,16 +34,13 @@ import json
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from harness.contracts import Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
 from harness_datasets.nsd_labels import (
-    DEFAULT_LABEL_FILES,
     LABELS,
     LEVELS,
     UNLABELLED,
@@ -52,44 +49,20 @@ from harness_datasets.nsd_labels import (
     surface_coords,
 )
 from harness_datasets.roots import data_folder
+from harness_datasets.specs import DEFAULT_LABEL_FILES, NSD_SPEC, NSDArgs
 from harness_datasets.stimuli import files_digest, stimuli_from_hdf5
 from harness_datasets.voxels import exclude_nonfinite, nanmean_repeats
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas loads with the data, not when a dataset is listed or checked
+    import pandas as pd
+
     from harness.kit.fetch import FetchPlan
 
-Hemi = Literal["lh", "rh"]
 LAYOUT = ("NSD release layout: nsddata/experiments/nsd/nsd_expdesign.mat, nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5, "
           "nsddata_betas/ppdata/subjXX/<space>/<betas>/[lh.|rh.]betas_sessionYY.(mgh|nii.gz) + ncsnr, "
           "nsddata/freesurfer/fsaverage/label/<hemi>.<roi>.mgz or nsddata/ppdata/subjXX/func1pt8mm/roi/<roi>.nii.gz")
 #: NSD stores integer betas as percent signal change × 300
 BETA_SCALE = 300.0
-
-
-class NSDArgs(PluginArgs):
-    #: NSD root; default ``$HARNESS_DATA_ROOT/nsd``
-    root: str | None = None
-    subject: int = 1
-    space: Literal["fsaverage", "func1pt8mm"] = "fsaverage"
-    beta_version: str = "betas_fithrf_GLMdenoise_RR"
-    #: sessions to load (1-based); empty = every session present
-    sessions: tuple[int, ...] = ()
-    #: label file whose positive entries are the voxels ("" = every vertex/voxel)
-    mask: str = "nsdgeneral"
-    roi_column: str = "streams"
-    #: keep only voxels whose ``roi_column`` label is one of these (empty = all in the mask)
-    rois: tuple[str, ...] = ()
-    #: label files added as voxel-table columns; default: fsaverage ("streams", the atlas labels NSD ships
-    #: there), func1pt8mm (prf-visualrois, floc-bodies/faces/places/words, streams: the subject's own ROIs)
-    label_files: tuple[str, ...] | None = None
-    hemis: tuple[Hemi, ...] = ("lh", "rh")
-    surface: str = "sphere"
-    hemi_offset_mm: float = 250.0
-    zscore_sessions: bool = True
-    images: Literal["all", "shared1000"] = "all"
-    #: used only when ``images="shared1000"`` (the shared images cannot then be the test split)
-    test_fraction: float = 0.2
-    seed: int = 0
 
 
 def _need(path: Path, what: str) -> Path:
@@ -151,15 +124,7 @@ def read_expdesign(path: Path) -> dict[str, np.ndarray]:
 
 
 class NSD(VoxelDataset):
-    spec = PluginSpec(
-        id="nsd",
-        kind="dataset",
-        version="1",
-        summary="Natural Scenes Dataset: GLMsingle betas (fsaverage .mgh or func1pt8mm NIfTI), shared-1000 test, ncsnr ceiling",
-        args=NSDArgs,
-        requires=("nibabel",),
-        extra="data",
-    )
+    spec = NSD_SPEC
     args: NSDArgs
 
     # -- paths -------------------------------------------------------------------------
@@ -414,6 +379,8 @@ class NSD(VoxelDataset):
         return v[idx].astype(np.float64) if self.surface_space else v[tuple(idx.T)].astype(np.float64)
 
     def _voxel_table(self, parts: list[dict[str, Any]]) -> pd.DataFrame:
+        import pandas as pd
+
         frames = []
         for p in parts:
             h = p["hemi"] or "vol"

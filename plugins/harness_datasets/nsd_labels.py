@@ -30,7 +30,6 @@ LEVELS: dict[str, float] = {
     "V1v": 0, "V1d": 0, "V2v": 1, "V2d": 1, "V3v": 2, "V3d": 2, "hV4": 3,
     "early": 0, "midventral": 1, "midlateral": 1, "midparietal": 1, "ventral": 2, "lateral": 2, "parietal": 2,
 }
-DEFAULT_LABEL_FILES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
 UNLABELLED = "other"
 
 

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from harness.contracts import RDMDataset, RDMFold, RDMTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs
-
-
-class RDMProtocolArgs(PluginArgs):
-    """How heads on this RDM dataset are evaluated, as data (heads follow :attr:`RDMTargets.folds`).
-
-    ``images: held_out`` (the default): a head never scores image pairs it was fitted to. Without ``predict``
-    each image set is split into ``image_folds`` folds (fewer for sets under 3 images per fold): the head fits the RDM block of the other folds' images
-    (all subjects) and predicts the fold's block among its own images. With ``predict`` (datasets that join
-    image sets; ROIs ``<set>/<roi>``) the listed sets train (all their images and subjects, several at once)
-    and the key set is predicted: ``{"92": ["118"]}`` is 118 → 92, ``{"78": ["92", "118"]}`` the challenge.
-    ``images: seen`` restores each head's own protocol on all images (subjects held out, images shared):
-    its scores are labelled as such and ranked apart.
-    """
-
-    images: Literal["held_out", "seen"] = "held_out"
-    image_folds: int = Field(3, ge=2)
-    predict: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+from harness_datasets.specs import RDMProtocolArgs
 
 
 def image_folds(rdms: dict[str, np.ndarray], stimulus_idx: dict[str, np.ndarray], k: int,

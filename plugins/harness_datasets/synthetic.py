@@ -57,61 +57,18 @@ import json
 import shutil
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-import pandas as pd
-from pydantic import Field
 
 from harness.contracts import RDMDataset, RDMTargets, Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
+from harness_datasets.specs import SYNTHETIC_RDMS, SYNTHETIC_VOXELS, SyntheticArgs
 from harness_datasets.synthetic_brain import (
     GENERATOR_VERSION,
-    BrainDesign,
     GroundTruth,
     SubjectData,
     generate_subject,
 )
-
-
-class SyntheticArgs(PluginArgs):
-    #: registry backbone whose tokens generate the responses
-    backbone: str = "mobilenet_v2_random"
-    #: "procedural", or the name of a registry dataset whose stimuli to use
-    stimuli: str = "procedural"
-    n_stimuli: int = 240  #: procedural stimuli only
-    image_size: int = 64  #: procedural stimuli only
-    n_subjects: int = 2
-    rois: tuple[str, ...] = ("V1", "V2", "V4", "IT")
-    voxels_per_roi: int = 50
-    sheet: Literal["2d", "3d"] = "2d"
-    #: "bands": ROIs side by side; "mixed": ROIs intermixed over the whole sheet (position says nothing of ROI)
-    roi_layout: Literal["bands", "mixed"] = "bands"
-    roi_width_mm: float = 10.0
-    sheet_height_mm: float = 10.0
-    depth_range: tuple[float, float] = (0.0, 1.0)
-    layer_jitter: float = 0.0
-    layer_mix_sd: float = 0.0
-    rf_size: tuple[float, float] = (0.06, 0.25)
-    rf_ecc_gain: float = 0.5
-    global_mix: tuple[float, float] = (0.0, 0.5)
-    mix_jitter: float = 0.0
-    n_basis: int = 8
-    #: share of channel-weight variance that is one pattern per ROI (plants ROI channel signatures; 0: none)
-    roi_channel_share: float = Field(0.0, ge=0, le=1)
-    weight_length_mm: float = 5.0
-    readout_grid: int = 16
-    #: single-repeat signal-to-noise variance ratio
-    snr: float = 1.0
-    snr_spread: float = 0.0
-    n_repeats: int = 2
-    test_fraction: float = 0.25
-    seed: int = 0
-
-    def design(self) -> BrainDesign:
-        keep = {f for f in BrainDesign.__dataclass_fields__}
-        return BrainDesign(**{k: v for k, v in self.model_dump().items() if k in keep})
 
 
 def procedural_images(n: int, size: int, seed: int) -> np.ndarray:
@@ -133,13 +90,7 @@ def procedural_images(n: int, size: int, seed: int) -> np.ndarray:
 
 
 class SyntheticVoxels(VoxelDataset):
-    spec = PluginSpec(
-        id="synthetic_voxels",
-        kind="dataset",
-        version="2",
-        summary="synthetic brain with planted layer, RF, scale mix, channel weights and known noise ceiling",
-        args=SyntheticArgs,
-    )
+    spec = SYNTHETIC_VOXELS
     args: SyntheticArgs
 
     # -- stimuli -----------------------------------------------------------------------
@@ -231,6 +182,8 @@ class SyntheticVoxels(VoxelDataset):
         return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
     def targets(self, subject: str) -> VoxelTargets:
+        import pandas as pd
+
         data = self.subject_data(subject)
         t = data.truth
         voxels = pd.DataFrame({
@@ -247,13 +200,7 @@ class SyntheticVoxels(VoxelDataset):
 class SyntheticRDMs(RDMDataset, SyntheticVoxels):  # type: ignore[misc]
     """The same brain seen through RSA: per ROI, each subject's 1 − Pearson RDM of its voxel patterns."""
 
-    spec = PluginSpec(
-        id="synthetic_rdms",
-        kind="dataset",
-        version="2",
-        summary="synthetic brain as per-ROI RDMs (planted ROI layers, known clean RDMs)",
-        args=SyntheticArgs,
-    )
+    spec = SYNTHETIC_RDMS
 
     def subjects(self) -> list[str]:
         return ["all"]

@@ -23,25 +23,12 @@ from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
-from pydantic import Field
 
 from harness.contracts import Dataset, Stimuli, VoxelDataset, VoxelTargets
 from harness.errors import DataError
-from harness.specs import PluginArgs, PluginSpec
+from harness_datasets.specs import TRAIN_SUBSET, TrainSubsetArgs
 
 SEED_SEP = "@seed"
-
-
-class TrainSubsetArgs(PluginArgs):
-    #: registry name of the voxel dataset to subsample
-    dataset: str
-    #: training stimuli kept (at most the wrapped dataset's training set)
-    n_train: int = Field(gt=2)
-    #: independent subsamples (job units per wrapped subject)
-    seeds: int = Field(3, ge=1)
-    seed_base: int = 0
-    #: wrapped subjects to keep (None: all); a curve on one subject costs a fraction of all
-    subjects: tuple[str, ...] | None = None
 
 
 def subsample(train_idx: np.ndarray, n_train: int, seed: int, seed_base: int = 0) -> np.ndarray:
@@ -52,13 +39,7 @@ def subsample(train_idx: np.ndarray, n_train: int, seed: int, seed_base: int = 0
 
 
 class TrainSubset(VoxelDataset):
-    spec = PluginSpec(
-        id="train_subset",
-        kind="dataset",
-        version="1",
-        summary="another voxel dataset with n_train training stimuli (seeded, nested subsamples; test set fixed)",
-        args=TrainSubsetArgs,
-    )
+    spec = TRAIN_SUBSET
     args: TrainSubsetArgs
 
     @cached_property

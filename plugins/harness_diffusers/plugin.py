@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_diffusers.stable_diffusion_backbone import StableDiffusionBackbone
+from harness.specs import LazyPlugin
+from harness_diffusers.specs import STABLE_DIFFUSION
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [StableDiffusionBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(STABLE_DIFFUSION, "harness_diffusers.stable_diffusion_backbone:StableDiffusionBackbone")]
 
 
 @hookimpl

@@ -19,18 +19,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import state_dict_digest, to_layer_tokens
 from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
 from harness_diffusers.noising import TO_EPSILON, add_noise, ddim_inversion, fixed_noise
+from harness_diffusers.specs import STABLE_DIFFUSION, SDArgs
 
 #: the file that makes a folder a diffusers pipeline (a model folder has config.json instead)
 PIPELINE_MARKER = "model_index.json"
@@ -38,34 +38,6 @@ PIPELINE_MARKER = "model_index.json"
 
 class _StopUNet(Exception):
     """Raised after the deepest wanted block: the rest of the UNet is never computed."""
-
-
-class SDArgs(PluginArgs):
-    #: Hugging Face repo of a diffusers Stable Diffusion pipeline, e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5``
-    hub_id: str | None = None
-    revision: str | None = None
-    #: explicit local pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
-    weights: str | None = None
-    timesteps: tuple[int, ...] = (100, 250, 500)
-    #: block names to tap (down0…, mid, up0…); default: all
-    blocks: tuple[str, ...] | None = None
-    noise: Literal["ddpm", "ddim_inversion"] = "ddpm"
-    inversion_steps: int = Field(default=50, gt=0)
-    seed: int = 0
-    image_size: int = Field(default=512, gt=0)
-    order: Literal["time_major", "block_major"] = "time_major"
-    #: architectures for random init (the hub pipeline's, recorded in its registry entry) and small tests
-    unet_config: dict[str, Any] = Field(default_factory=dict)
-    vae_config: dict[str, Any] = Field(default_factory=dict)
-    text_config: dict[str, Any] = Field(default_factory=dict)
-    scheduler_config: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("timesteps")
-    @classmethod
-    def _ts_ok(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v or min(v) < 0 or len(set(v)) != len(v):
-            raise ValueError("timesteps must be distinct, non-negative and at least one")
-        return tuple(sorted(v))
 
 
 class _Parts:
@@ -76,17 +48,7 @@ class _Parts:
 
 
 class StableDiffusionBackbone(Backbone):
-    spec = PluginSpec(
-        id="stable_diffusion",
-        kind="backbone",
-        version="1",
-        summary="Stable Diffusion UNet features by (time step, down/mid/up block), VAE-encoded, empty prompt",
-        args=SDArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("diffusers", "transformers"),
-        extra="diffusers",
-    )
+    spec = STABLE_DIFFUSION
     args: SDArgs
 
     def __init__(self, args: SDArgs, ctx: Any) -> None:

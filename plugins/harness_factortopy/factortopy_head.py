@@ -15,69 +15,30 @@ single neurons) get free per-voxel selectors under ``topology: auto`` — the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import Field
 
 from harness.analysis.readout import ChannelReadout, ReadsChannels
 from harness.errors import DataError
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, linear_decay
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginSpec
+from harness.kit.training import ChunkedVoxelModel, Schedule, linear_decay
 from harness_factortopy.model import (
     CoordSelectors,
     FactorTopyNet,
     FreeSelectors,
-    LayerMode,
-    ScaleMode,
-    SpaceMode,
     coords_of,
     selector_outputs,
 )
 from harness_factortopy.positional import sinusoidal_encoding
+from harness_factortopy.specs import FACTORTOPY, FactorTopyArgs
 
 if TYPE_CHECKING:
     from harness.cache import TokenStore
 
 
-class FactorTopyArgs(TrainArgs):
-    bottleneck: int = Field(128, gt=0)
-    #: local tokens are average-pooled to at most grid × grid, as the paper's code resizes them to 8 × 8:
-    #: coarse cells give the space selector's bilinear gradient a wide enough basin to find a voxel's location
-    grid: int | None = Field(8, gt=0)
-    layer_selection: LayerMode = "learned"
-    #: learned: sample local tokens at a learned point; centre: at the image centre; mean: global average pool
-    space_selection: SpaceMode = "learned"
-    #: learned: per-voxel local/global mix; fixed: an even mix for every voxel
-    scale_selection: ScaleMode = "learned"
-    #: coords: selectors from MLPs of voxel x, y, z; free: per-voxel parameters; auto: coords when the table has them
-    topology: Literal["auto", "coords", "free"] = "auto"
-    #: learning-rate multiplier of free per-voxel selectors (topology "free"; no effect on the coordinate MLPs)
-    free_selector_lr: float = Field(30.0, gt=0)
-    #: points each voxel samples (features averaged over them)
-    space_samples: int = Field(1, ge=1)
-    entropy_weight: float = Field(0.1, ge=0)
-    #: epochs over which the entropy weight decays linearly to 0
-    entropy_decay_epochs: float = Field(75, ge=0)
-    #: steps over which it decays instead, when given (the paper: 6 000)
-    entropy_decay_steps: int | None = Field(None, ge=0)
-    mlp_hidden: int = Field(128, gt=0)
-    pe_features: int = Field(16, gt=0)
-    pe_min_wavelength: float = Field(0.02, gt=0)
-    pe_max_wavelength: float = Field(4.0, gt=0)
-
-
 class FactorTopyHead(TrainedVoxelHead, ReadsChannels):
-    spec = PluginSpec(
-        id="factortopy",
-        kind="head",
-        version="1",
-        summary="FactorTopy (Yang, Gee & Shi 2024): topological layer/space/scale/channel selectors on cached tokens",
-        args=FactorTopyArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
-    )
+    spec = FACTORTOPY
     args: FactorTopyArgs
 
     def _topology(self, data: PreparedData) -> tuple[str, torch.Tensor | None]:

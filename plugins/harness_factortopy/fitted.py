@@ -23,7 +23,7 @@ from harness_factortopy.model import CoordSelectors, FactorTopyNet, FreeSelector
 
 if TYPE_CHECKING:
     from harness.cache import TokenStore
-    from harness_factortopy.factortopy_head import FactorTopyArgs
+    from harness_factortopy.specs import FactorTopyArgs
 
 
 def load_net(arrays: dict[str, np.ndarray], meta: dict[str, Any], args: FactorTopyArgs) -> FactorTopyNet:

@@ -17,7 +17,7 @@ per-voxel parameters.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +27,7 @@ from harness.contracts import LayerTokens
 from harness.kit.trained_head import Selections
 from harness.kit.training import ChunkedVoxelModel, voxel_chunks
 from harness_factortopy.sampling import bilinear_matrix, sampled_readout
-
-LayerMode = Literal["learned", "uniform"]
-SpaceMode = Literal["learned", "centre", "mean"]
-ScaleMode = Literal["learned", "fixed"]
+from harness_factortopy.specs import LayerMode, ScaleMode, SpaceMode
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:

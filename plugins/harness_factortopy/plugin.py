@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_factortopy.factortopy_head import FactorTopyHead
+from harness.specs import LazyPlugin
+from harness_factortopy.specs import FACTORTOPY
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [FactorTopyHead]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(FACTORTOPY, "harness_factortopy.factortopy_head:FactorTopyHead")]
 
 
 @hookimpl

@@ -14,28 +14,16 @@ from typing import TYPE_CHECKING
 from harness.contracts import Backbone, BuildContext, LayerTokens
 from harness.errors import DataError, HarnessError, WeightsMissingError
 from harness.kit.fetch import sha256_file
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess, RegistryEntry
+from harness.specs import Preprocess, RegistryEntry
 from harness_finetune.derived_store import DerivedManifest, DerivedStore
+from harness_finetune.specs import DERIVED, DerivedArgs
 
 if TYPE_CHECKING:
     import torch
 
 
-class DerivedArgs(PluginArgs):
-    #: the derived folder's name under ``$HARNESS_HOME/derived`` (the content hash of its weights)
-    id: str
-
-
 class DerivedBackbone(Backbone):
-    spec = PluginSpec(
-        id="derived",
-        kind="backbone",
-        version="1",
-        summary="a fine-tuned backbone from $HARNESS_HOME/derived: parent architecture + derived safetensors",
-        args=DerivedArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-    )
+    spec = DERIVED
     args: DerivedArgs
 
     @cached_property

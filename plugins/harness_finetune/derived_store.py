@@ -20,13 +20,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import DataError
-from harness.kit.fetch import sha256_file
 from harness.pids import alive as _alive
+
+if TYPE_CHECKING:  # annotations only: listing derived entries (every `harness` command) must not import torch
+    import torch
 
 log = logging.getLogger("harness")
 
@@ -161,6 +161,7 @@ class DerivedStore:
         from safetensors.torch import save_file
 
         from harness import __version__
+        from harness.kit.fetch import sha256_file
 
         derived_id = digest[:16]
         self.root.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.hookspecs import hookimpl
-from harness_finetune.derived_backbone import DerivedBackbone
+from harness.specs import LazyPlugin
 from harness_finetune.derived_store import DerivedStore
-from harness_finetune.kriegeskorte_tasks import K92Animacy, K92Category
-from harness_finetune.lowlevel_tasks import Digits, Gratings
+from harness_finetune.specs import DERIVED
 
 if TYPE_CHECKING:
     import typer
@@ -23,8 +22,9 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [DerivedBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(DERIVED, "harness_finetune.derived_backbone:DerivedBackbone")]
 
 
 @hookimpl
@@ -34,6 +34,9 @@ def harness_registry(settings: Settings) -> list[dict[str, Any]]:
 
 @hookimpl
 def harness_tasks() -> list[type]:
+    from harness_finetune.kriegeskorte_tasks import K92Animacy, K92Category  # numpy: only when tasks are asked for
+    from harness_finetune.lowlevel_tasks import Digits, Gratings
+
     return [K92Animacy, K92Category, Digits, Gratings]
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from harness.contracts import TokenStore
-
-FeatureKind = Literal["local", "global", "local+global"]
+from harness_heads.specs import FeatureKind
 
 
 def layer_matrix(store: TokenStore, layer: str, kind: FeatureKind, pool: int | None) -> np.ndarray:

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness.kit.training import ChunkedVoxelModel, TrainArgs, voxel_chunks
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginSpec
+from harness.kit.training import ChunkedVoxelModel, voxel_chunks
+from harness_heads.specs import GNET, GNetArgs
 
 
 class GNetNet(ChunkedVoxelModel):
@@ -72,24 +71,8 @@ class GNetNet(ChunkedVoxelModel):
         return Selections(layer_weights=lw, space=xy[:, None, :])
 
 
-class GNetArgs(TrainArgs):
-    bottleneck: int = Field(64, gt=0)
-    #: the fields' learning rate as a multiple of lr: a softmax field starting uniform sharpens slowly otherwise
-    field_lr: float = Field(10.0, gt=0)
-    #: token maps pooled to at most grid × grid: the fields have voxels × layers × grid² parameters
-    grid: int | None = Field(16, gt=0)
-
-
 class GNetHead(TrainedVoxelHead):
-    spec = PluginSpec(
-        id="gnet",
-        kind="head",
-        version="1",
-        summary="GNet-style baseline: per-voxel, per-layer learned spatial pooling fields over aligned local tokens",
-        args=GNetArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
-    )
+    spec = GNET
     args: GNetArgs
     parts = "local"
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_heads.gnet_head import GNetHead
-from harness_heads.ridge_head import RidgeHead
-from harness_heads.rsa_head import RSAHead
-from harness_heads.token_heads import ClassTokenHead, PatchTokenHead
+from harness.specs import LazyPlugin
+from harness_heads.specs import CLASSTOKEN, GNET, PATCHTOKEN, RIDGE, RSA
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [RidgeHead, RSAHead, ClassTokenHead, PatchTokenHead, GNetHead]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [
+        LazyPlugin(RIDGE, "harness_heads.ridge_head:RidgeHead"),
+        LazyPlugin(RSA, "harness_heads.rsa_head:RSAHead"),
+        LazyPlugin(CLASSTOKEN, "harness_heads.token_heads:ClassTokenHead"),
+        LazyPlugin(PATCHTOKEN, "harness_heads.token_heads:PatchTokenHead"),
+        LazyPlugin(GNET, "harness_heads.gnet_head:GNetHead"),
+    ]
 
 
 @hookimpl

@@ -9,36 +9,18 @@ one ridge on all layers concatenated.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import cast
 
 import numpy as np
 
 from harness.contracts import HeadInput, HeadOutput, TokenStore, VoxelHead, VoxelTargets
 from harness.kit.scoring import pearson_columns
-from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginArgs, PluginSpec
-from harness_heads.features import FeatureKind, layer_matrix, standardise
-
-
-class RidgeArgs(PluginArgs):
-    alphas: tuple[float, ...] = tuple(float(a) for a in np.logspace(-1, 6, 8))
-    features: FeatureKind = "local+global"
-    #: local maps are pooled to at most pool×pool before flattening
-    pool: int = 6
-    layer_mode: Literal["best", "concat"] = "best"
-    val_fraction: float = 0.2
-    backend: str = "auto"
+from harness_heads.features import layer_matrix, standardise
+from harness_heads.specs import RIDGE, RidgeArgs
 
 
 class RidgeHead(VoxelHead):
-    spec = PluginSpec(
-        id="ridge",
-        kind="head",
-        version="1",
-        summary="closed-form ridge per layer, alpha per voxel by LOO, best layer per voxel on validation",
-        args=RidgeArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({VOXEL_PREDICTIONS, LAYER_WEIGHTS}),
-    )
+    spec = RIDGE
     args: RidgeArgs
 
     def _fit(self, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,26 +15,12 @@ import numpy as np
 from harness.contracts import HeadInput, HeadOutput, RDMHead, RDMTargets, TokenStore
 from harness.errors import DataError
 from harness.kit.scoring import rdm_from_features, spearman_many, upper
-from harness.specs import LAYER_WEIGHTS, MODEL_RDMS, TOKENS, PluginArgs, PluginSpec
-from harness_heads.features import FeatureKind, layer_matrix
-
-
-class RSAArgs(PluginArgs):
-    features: FeatureKind = "local"
-    #: pool local maps to at most pool×pool (None: the cached grid)
-    pool: int | None = None
+from harness_heads.features import layer_matrix
+from harness_heads.specs import RSA, RSAArgs
 
 
 class RSAHead(RDMHead):
-    spec = PluginSpec(
-        id="rsa",
-        kind="head",
-        version="1",
-        summary="layer-wise RSA, best layer per ROI chosen leave-one-subject-out",
-        args=RSAArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({MODEL_RDMS, LAYER_WEIGHTS}),
-    )
+    spec = RSA
     args: RSAArgs
 
     def fit(self, data: HeadInput, t: RDMTargets) -> HeadOutput:

@@ -16,14 +16,13 @@ import math
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.kit.token_source import Parts
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness.kit.training import ChunkedVoxelModel, TrainArgs
-from harness.specs import TOKENS, VOXEL_PREDICTIONS, PluginSpec
+from harness.kit.training import ChunkedVoxelModel
+from harness_heads.specs import CLASSTOKEN, PATCHTOKEN, ClassTokenArgs, PatchTokenArgs
 
 
 class LayerAverageNet(ChunkedVoxelModel):
@@ -45,21 +44,8 @@ class LayerAverageNet(ChunkedVoxelModel):
         return shared[0] @ self.weight[vox].T + self.bias[vox]
 
 
-class ClassTokenArgs(TrainArgs):
-    bottleneck: int = Field(128, gt=0)
-
-
 class ClassTokenHead(TrainedVoxelHead):
-    spec = PluginSpec(
-        id="classtoken",
-        kind="head",
-        version="1",
-        summary="classToken baseline (FactorTopy Table 3): per-layer linear map of the global token, layer average, "
-                "linear readout",
-        args=ClassTokenArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({VOXEL_PREDICTIONS}),
-    )
+    spec = CLASSTOKEN
     args: ClassTokenArgs
     parts: ClassVar[Parts] = "global"
 
@@ -72,24 +58,8 @@ class ClassTokenHead(TrainedVoxelHead):
         return Selections()
 
 
-class PatchTokenArgs(TrainArgs):
-    bottleneck: int = Field(128, gt=0)
-    #: hidden width of each layer's compression MLP
-    hidden: int = Field(128, gt=0)
-    grid: int | None = Field(8, gt=0)
-
-
 class PatchTokenHead(TrainedVoxelHead):
-    spec = PluginSpec(
-        id="patchtoken",
-        kind="head",
-        version="1",
-        summary="patchToken baseline (FactorTopy Table 3): per-layer MLP on flattened local tokens, layer average, "
-                "linear readout",
-        args=PatchTokenArgs,
-        consumes=frozenset({TOKENS}),
-        produces=frozenset({VOXEL_PREDICTIONS}),
-    )
+    spec = PATCHTOKEN
     args: PatchTokenArgs
     parts: ClassVar[Parts] = "local"
 

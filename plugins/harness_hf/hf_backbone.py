@@ -11,31 +11,18 @@ local folder found by :func:`harness.kit.weights.resolve_snapshot`; random-init 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import state_dict_digest, to_layer_tokens
 from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
 from harness_hf.families import FAMILIES, Family
-
-
-class HFArgs(PluginArgs):
-    family: Literal["dinov2", "dinov2_registers", "vit_mae", "vit", "clip_vision"] = "dinov2"
-    #: Hugging Face repo id, e.g. ``facebook/dinov2-base``
-    hub_id: str | None = None
-    revision: str | None = None
-    #: explicit local ``from_pretrained`` folder (config.json + weights)
-    weights: str | None = None
-    #: config fields for random init (the hub model's architecture) and for small structural tests
-    config: dict[str, Any] = Field(default_factory=dict)
-    #: crop size fed to the net; default: the family's (224)
-    image_size: int | None = Field(default=None, gt=0)
+from harness_hf.specs import HF, HFArgs
 
 
 def block_name(i: int, n: int) -> str:
@@ -44,17 +31,7 @@ def block_name(i: int, n: int) -> str:
 
 
 class HFBackbone(Backbone):
-    spec = PluginSpec(
-        id="hf",
-        kind="backbone",
-        version="1",
-        summary="transformers vision encoders (DINOv2 ± registers, MAE, ViT, CLIP vision) read at every block",
-        args=HFArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("transformers",),
-        extra="transformers",
-    )
+    spec = HF
     args: HFArgs
 
     def __init__(self, args: HFArgs, ctx: Any) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_hf.hf_backbone import HFBackbone
+from harness.specs import LazyPlugin
+from harness_hf.specs import HF
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [HFBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(HF, "harness_hf.hf_backbone:HFBackbone")]
 
 
 @hookimpl

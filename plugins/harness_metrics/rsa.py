@@ -26,16 +26,14 @@ set or block (statistic: mean_s r_s; one permutation set shared by all ROIs of a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 from scipy import stats
 
 from harness.contracts import HeadOutput, Metric, MetricContext, RDMTargets, Score, Targets
 from harness.errors import DataError
 from harness.kit.scoring import upper
-from harness.specs import MODEL_RDMS, RDMS, SCORES, PluginArgs, PluginSpec
 from harness_metrics.rdm_compare import (
     COMPARATORS,
     Comparator,
@@ -44,21 +42,10 @@ from harness_metrics.rdm_compare import (
     permuted_positions,
     weighted_pearson_rows,
 )
+from harness_metrics.specs import RSA_R2, RSAArgs
 from harness_metrics.uncertainty import bc_ci, percentile_ci, permutation_p
 
 _PERM_BATCH = 64
-
-
-class RSAArgs(PluginArgs):
-    method: Literal["spearman", "pearson", "tau_a"] = "spearman"
-    #: how subjects' RDMs are pooled for the ceilings: mean dissimilarity, or mean rank (rsatoolbox, Spearman)
-    ceiling_pool: Literal["mean", "rank"] = "mean"
-    n_boot: int = Field(500, ge=0)
-    ci: float = Field(0.95, gt=0, lt=1)
-    #: subjects: percentile bootstrap of the per-subject values (contains its estimate); stimuli: BC bootstrap
-    #: over images (biased by duplicated images, Schütt et al. 2023; kept for comparison)
-    ci_over: Literal["stimuli", "subjects"] = "subjects"
-    n_perm: int = Field(1000, ge=0, description="stimulus-label permutations for the p-value (0: none)")
 
 
 def _pool(su: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,16 +140,7 @@ def _ci_note(est: float | None, lo: float | None, hi: float | None, over: str) -
 class AlgonautsRSA(Metric):
     """The Algonauts 2019 score: mean over subjects of the squared RDM correlation, % of the upper noise ceiling."""
 
-    spec = PluginSpec(
-        id="rsa_r2",
-        kind="metric",
-        version="3",
-        summary="Algonauts 2019 score: mean squared Spearman (or Pearson/τa) r over subjects, % of the upper noise "
-                "ceiling (devkit), held-out image folds, t-test, subject bootstrap CI, permutation p",
-        args=RSAArgs,
-        consumes=frozenset({MODEL_RDMS, RDMS}),
-        produces=frozenset({SCORES}),
-    )
+    spec = RSA_R2
     args: RSAArgs
 
     def _blocks(self, out: HeadOutput, targets: RDMTargets, rois: list[str], where: str) -> dict[str, list[_Block]]:

@@ -9,11 +9,9 @@ resamples *units* (voxels or ROIs): stimuli enter only through the fit itself.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
 
 from harness.contracts import HeadOutput, Metric, MetricContext, Score, Targets
 from harness.errors import DataError
-from harness.specs import LAYER_WEIGHTS, SCORES, PluginArgs, PluginSpec
 from harness_metrics.hierarchy import (
     DEFAULT_ROI_LEVELS,
     centre_of_mass,
@@ -22,6 +20,7 @@ from harness_metrics.hierarchy import (
     selector_confidence,
     unit_levels,
 )
+from harness_metrics.specs import HIERARCHY_SLOPE, SELECTOR_CONFIDENCE, ConfidenceArgs, HierarchyArgs
 from harness_metrics.uncertainty import bootstrap_lines, bootstrap_means, percentile_ci
 
 
@@ -49,27 +48,10 @@ def _roi_means(values: np.ndarray, ids: list[str], rois: list[str], metric: str,
     return out
 
 
-class HierarchyArgs(PluginArgs):
-    #: ideal level per ROI; default: the dataset's ``roi_levels``, else V1 < V2&V3 < OPA < EBA
-    roi_levels: dict[str, float] | None = None
-    #: map levels onto [0, 1] so an ideal layer ↔ ROI alignment has slope 1 whatever the number of ROIs
-    normalise_levels: bool = True
-    n_boot: int = Field(1000, ge=0)
-    ci: float = Field(0.95, gt=0, lt=1)
-
-
 class HierarchySlope(Metric):
     """FactorTopy Table 2: layer-selector depth per unit regressed on its ROI's ideal hierarchy level."""
 
-    spec = PluginSpec(
-        id="hierarchy_slope",
-        kind="metric",
-        version="1",
-        summary="hierarchy slope/intercept/R² of the layer selector's centre of mass vs ROI level; depth per ROI",
-        args=HierarchyArgs,
-        consumes=frozenset({LAYER_WEIGHTS}),
-        produces=frozenset({SCORES}),
-    )
+    spec = HIERARCHY_SLOPE
     args: HierarchyArgs
 
     def score(self, out: HeadOutput, targets: Targets, ctx: MetricContext) -> list[Score]:
@@ -107,23 +89,10 @@ class HierarchySlope(Metric):
         return rows + depth
 
 
-class ConfidenceArgs(PluginArgs):
-    n_boot: int = Field(1000, ge=0)
-    ci: float = Field(0.95, gt=0, lt=1)
-
-
 class SelectorConfidence(Metric):
     """1 − normalised entropy of each unit's layer selector, averaged per ROI (1: one layer; 0: uniform)."""
 
-    spec = PluginSpec(
-        id="selector_confidence",
-        kind="metric",
-        version="1",
-        summary="layer-selector confidence 1 − H(w)/log L per unit, ROI means with a unit bootstrap CI",
-        args=ConfidenceArgs,
-        consumes=frozenset({LAYER_WEIGHTS}),
-        produces=frozenset({SCORES}),
-    )
+    spec = SELECTOR_CONFIDENCE
     args: ConfidenceArgs
 
     def score(self, out: HeadOutput, targets: Targets, ctx: MetricContext) -> list[Score]:

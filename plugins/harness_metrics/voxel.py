@@ -11,29 +11,15 @@ percentiles for the normalised ROI mean, whose squares inflate under resampling 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from harness.contracts import HeadOutput, Metric, MetricContext, Score, Targets, VoxelTargets
 from harness.errors import DataError
 from harness.kit.ceilings import nc_to_r, ncsnr_ceiling, noise_normalised_r2, split_half_reliability
 from harness.kit.scoring import pearson_columns
-from harness.specs import SCORES, VOXEL_PREDICTIONS, VOXELS, PluginArgs, PluginSpec
+from harness_metrics.specs import PEARSON, PearsonArgs
 from harness_metrics.uncertainty import bc_ci, bootstrap_indices, percentile_ci
-
-CeilingSource = Literal["auto", "dataset", "ncsnr", "split_half", "none"]
-
-
-class PearsonArgs(PluginArgs):
-    n_boot: int = Field(200, ge=0, description="bootstrap replicates over test stimuli (0: no CI)")
-    ci: float = Field(0.95, gt=0, lt=1)
-    #: where the per-voxel noise ceiling comes from; auto = the dataset's own, else NSD ncsnr from repeats
-    ceiling: CeilingSource = "auto"
-    n_splits: int = Field(100, ge=1, description="random splits for the split-half ceiling")
-    #: store each voxel's r in ``unit_scores`` (needed by the ROI "max" view)
-    store_units: bool = True
 
 
 def _dataset_nc(t: VoxelTargets, a: PearsonArgs, seed: int) -> np.ndarray | None:
@@ -88,16 +74,7 @@ SUMMARIES: dict[str, tuple[Callable[..., np.ndarray], Callable[..., tuple[float 
 class VoxelPearson(Metric):
     """Pearson r per voxel on test stimuli; per ROI median (main row) and mean, raw and Algonauts-2023 normalised."""
 
-    spec = PluginSpec(
-        id="pearson",
-        kind="metric",
-        version="2",
-        summary="voxel-wise Pearson r on held-out stimuli (median/mean per ROI), Algonauts 2023 noise-normalised, "
-                "bootstrap CI over stimuli",
-        args=PearsonArgs,
-        consumes=frozenset({VOXEL_PREDICTIONS, VOXELS}),
-        produces=frozenset({SCORES}),
-    )
+    spec = PEARSON
     args: PearsonArgs
 
     def score(self, out: HeadOutput, targets: Targets, ctx: MetricContext) -> list[Score]:

@@ -24,31 +24,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import HookedBackbone, to_layer_tokens
 from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
+from harness_openclip.specs import OPENCLIP, OpenClipArgs
 from harness_openclip.towers import tower_taps
 
 #: OpenAI's TorchScript checkpoints (the URL's parent folder is their sha256) need full unpickling
 _UNSAFE_URL_HOSTS = ("openaipublic",)
 _HF_DEFAULT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-class OpenClipArgs(PluginArgs):
-    #: an open_clip architecture name, e.g. ``ViT-B-32`` (``open_clip.list_models()``)
-    model: str = "ViT-B-32"
-    #: a pretrained tag listed for ``model`` by ``open_clip.list_pretrained()``; None builds random weights and
-    #: needs ``random_init: true`` on the entry, so every score row from it is labelled random
-    pretrained: str | None = "openai"
-    #: explicit checkpoint file (.safetensors, or a state_dict pickle read with weights_only=True)
-    weights: str | None = None
-    #: fields of open_clip's CLIPVisionCfg to override (small structural controls and tests)
-    vision_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 def _safe_alternatives(filename: str) -> list[str]:
@@ -92,17 +80,7 @@ class OpenClipBackbone(HookedBackbone):
     _prefix: int
     _batch_first: bool
 
-    spec = PluginSpec(
-        id="openclip",
-        kind="backbone",
-        version="1",
-        summary="open_clip image towers (any listed architecture × pretrained tag) read at every block/stage",
-        args=OpenClipArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("open_clip",),
-        extra="openclip",
-    )
+    spec = OPENCLIP
     args: OpenClipArgs
 
     # -- configuration ------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_openclip.openclip_backbone import OpenClipBackbone
+from harness.specs import LazyPlugin
+from harness_openclip.specs import OPENCLIP
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [OpenClipBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(OPENCLIP, "harness_openclip.openclip_backbone:OpenClipBackbone")]
 
 
 @hookimpl

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_sam.sam_backbone import SamBackbone
+from harness.specs import LazyPlugin
+from harness_sam.specs import SAM
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [SamBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(SAM, "harness_sam.sam_backbone:SamBackbone")]
 
 
 @hookimpl

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError
 from harness.kit.hooked import HookedBackbone
 from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
+from harness_sam.specs import SAM, SamArgs
 
 _DL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -45,33 +45,13 @@ PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
 
 
-class SamArgs(PluginArgs):
-    variant: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
-    #: explicit checkpoint (the official sam_vit_*.pth, or a safetensors of the same keys)
-    weights: str | None = None
-    #: ImageEncoderViT fields to override (small structural controls and tests), e.g. depth, embed_dim, img_size
-    config: dict[str, Any] = Field(default_factory=dict)
-    #: also tap the 256-channel neck that SAM's mask decoder reads
-    neck: bool = True
-
-
 def block_name(i: int, n: int) -> str:
     """1-based and zero-padded, so names sort in depth order: block01 … block32."""
     return f"block{i + 1:0{max(2, len(str(n)))}d}"
 
 
 class SamBackbone(HookedBackbone):
-    spec = PluginSpec(
-        id="sam",
-        kind="backbone",
-        version="1",
-        summary="Segment Anything image encoder (ViT-B/L/H, 64×64 tokens) read at every block and the neck",
-        args=SamArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("segment_anything",),
-        extra="sam",
-    )
+    spec = SAM
     args: SamArgs
 
     def encoder_config(self) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_timm.timm_backbone import TimmBackbone
+from harness.specs import LazyPlugin
+from harness_timm.specs import TIMM
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [TimmBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(TIMM, "harness_timm.timm_backbone:TimmBackbone")]
 
 
 @hookimpl

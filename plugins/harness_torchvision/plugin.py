@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.hookspecs import hookimpl
-from harness_torchvision.torchvision_backbone import TorchvisionBackbone
+from harness.specs import LazyPlugin
+from harness_torchvision.specs import TORCHVISION
 
 
 @hookimpl
-def harness_plugins() -> list[type]:
-    return [TorchvisionBackbone]
+def harness_plugins() -> list[LazyPlugin]:
+    # specs only: each class's module (torch, model libraries) is imported when an entry is built
+    return [LazyPlugin(TORCHVISION, "harness_torchvision.torchvision_backbone:TorchvisionBackbone")]
 
 
 @hookimpl

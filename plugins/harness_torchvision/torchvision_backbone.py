@@ -29,7 +29,8 @@ from harness.kit.weights import (
     resolve_weights,
     weights_unavailable,
 )
-from harness.specs import IMAGES, TOKENS, PluginArgs, PluginSpec, Preprocess
+from harness.specs import Preprocess
+from harness_torchvision.specs import TORCHVISION, TVArgs
 
 LayerMap = dict[str, str]
 
@@ -126,30 +127,8 @@ ARCHS: dict[str, Arch] = {
 }
 
 
-class TVArgs(PluginArgs):
-    arch: str = "mobilenet_v2"
-    #: weight variant (torchvision's enum name, or QNNPACK_DEQUANT for the shared MobileNetV2 file)
-    tag: str | None = None
-    #: explicit weights file (safetensors or a weights_only pickle); overrides the tag's source
-    weights: str | None = None
-    layer_set: str | None = None
-    #: a subset of the layer set's names (kept in depth order)
-    layers: tuple[str, ...] | None = None
-    channels_last: bool | None = None
-
-
 class TorchvisionBackbone(HookedBackbone):
-    spec = PluginSpec(
-        id="torchvision",
-        kind="backbone",
-        version="2",
-        summary="torchvision classification nets (MobileNetV2, AlexNet, ResNet-50) read at every stage",
-        args=TVArgs,
-        consumes=frozenset({IMAGES}),
-        produces=frozenset({TOKENS}),
-        requires=("torchvision",),
-        extra="torchvision",
-    )
+    spec = TORCHVISION
     args: TVArgs
 
     def _arch(self) -> Arch:

@@ -1,0 +1,63 @@
+"""What the FactorTopy head declares: argument schemas and specs.
+
+Importing only pydantic and :mod:`harness.specs` (no torch, numpy or model library), so ``harness list`` and
+registry validation read them without importing the classes' modules; each class sets ``spec`` to its constant
+here and ``plugin.py`` declares it lazily (:class:`harness.specs.LazyPlugin`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from harness.kit.train_args import TrainArgs
+from harness.specs import (
+    LAYER_WEIGHTS,
+    TOKENS,
+    VOXEL_PREDICTIONS,
+    VOXELS,
+    PluginSpec,
+)
+
+LayerMode = Literal["learned", "uniform"]
+SpaceMode = Literal["learned", "centre", "mean"]
+ScaleMode = Literal["learned", "fixed"]
+
+
+class FactorTopyArgs(TrainArgs):
+    bottleneck: int = Field(128, gt=0)
+    #: local tokens are average-pooled to at most grid × grid, as the paper's code resizes them to 8 × 8:
+    #: coarse cells give the space selector's bilinear gradient a wide enough basin to find a voxel's location
+    grid: int | None = Field(8, gt=0)
+    layer_selection: LayerMode = "learned"
+    #: learned: sample local tokens at a learned point; centre: at the image centre; mean: global average pool
+    space_selection: SpaceMode = "learned"
+    #: learned: per-voxel local/global mix; fixed: an even mix for every voxel
+    scale_selection: ScaleMode = "learned"
+    #: coords: selectors from MLPs of voxel x, y, z; free: per-voxel parameters; auto: coords when the table has them
+    topology: Literal["auto", "coords", "free"] = "auto"
+    #: learning-rate multiplier of free per-voxel selectors (topology "free"; no effect on the coordinate MLPs)
+    free_selector_lr: float = Field(30.0, gt=0)
+    #: points each voxel samples (features averaged over them)
+    space_samples: int = Field(1, ge=1)
+    entropy_weight: float = Field(0.1, ge=0)
+    #: epochs over which the entropy weight decays linearly to 0
+    entropy_decay_epochs: float = Field(75, ge=0)
+    #: steps over which it decays instead, when given (the paper: 6 000)
+    entropy_decay_steps: int | None = Field(None, ge=0)
+    mlp_hidden: int = Field(128, gt=0)
+    pe_features: int = Field(16, gt=0)
+    pe_min_wavelength: float = Field(0.02, gt=0)
+    pe_max_wavelength: float = Field(4.0, gt=0)
+
+
+FACTORTOPY = PluginSpec(
+    id="factortopy",
+    kind="head",
+    version="1",
+    summary="FactorTopy (Yang, Gee & Shi 2024): topological layer/space/scale/channel selectors on cached tokens",
+    args=FactorTopyArgs,
+    consumes=frozenset({TOKENS, VOXELS}),
+    produces=frozenset({LAYER_WEIGHTS, VOXEL_PREDICTIONS}),
+)
