@@ -36,8 +36,6 @@ from harness.executors.local import LocalExecutor
 from harness.executors.ray_cluster import RayExecutor, require_ray
 from harness.factory import ExtractionOptions, Factory
 from harness.plan import make_plan
-from harness.plugins import default_catalog
-from harness.registry import load_registry
 from harness.runner import Runner
 from harness.settings import load_settings
 from harness.store import Store
@@ -66,8 +64,7 @@ def plan_registry(root: Path) -> Path:
 def factory(root: Path) -> Factory:
     path = plan_registry(root)
     settings = load_settings().with_overrides(registry=path, home=root / "home")
-    return Factory(catalog=default_catalog(), registry=load_registry(default_catalog(), path), settings=settings,
-                   extraction=ExtractionOptions())
+    return Factory.open(settings, registry=path, extraction=ExtractionOptions())
 
 
 def timed_run(f: Factory, db: Path, executor: object) -> float:
