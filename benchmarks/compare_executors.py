@@ -7,6 +7,9 @@ run extracts its own tokens in its workers instead of reading the local run's ca
 ``jobs`` (job ids, status, error: no duplicate or missing job), ``scores`` (every stored number, bit for
 bit) and the ``leaderboard`` view (exactly; its avg() over subjects sums in the file's row order, so a
 difference in the last bit there, with equal ``scores``, would be reported as such, not hidden).
+Both runs use one torch thread (a Ray task's threads are its ``--cpus-per-job``, default 1; the local run
+gets OMP_NUM_THREADS=1): float32 sums split over another number of threads round differently (bench_ray.py
+part 1 prints that gap), so bit-for-bit equality is a claim at equal threads per job.
 
 The full default ``harness run --all`` (192 jobs, trained heads on real data) takes hours on 2 cores, so the
 default here is a subset of the project registry, chosen with the ordinary selection flags; pass
@@ -42,7 +45,8 @@ QUERIES = {
 def run(executor: str, out: Path, selection: list[str]) -> float:
     """One ``harness run`` in its own process, home and database; returns its wall time."""
     env = {**os.environ, "HARNESS_HOME": str(out / f"home-{executor}"), "HARNESS_DB": str(out / f"{executor}.duckdb"),
-           "HARNESS_REGISTRY": os.environ.get("HARNESS_REGISTRY", str(REPO / "registry.yaml"))}
+           "HARNESS_REGISTRY": os.environ.get("HARNESS_REGISTRY", str(REPO / "registry.yaml")),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as a Ray task with --cpus-per-job 1 (the default)
     cmd = [sys.executable, "-m", "harness", "-q", "run", *selection, "--executor", executor]
     print("$", " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
@@ -60,35 +64,43 @@ def table(db: Path, sql: str) -> pd.DataFrame:
 
 
 def diff(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Rows present on one side only (exact values; NaN equals NaN as in a merge)."""
-    m = a.merge(b, how="outer", indicator=True)
-    return m[m["_merge"] != "both"].rename(columns={"_merge": "side"}).replace(
-        {"side": {"left_only": "local only", "right_only": "ray only"}})
+    """The rows (of both sides, sorted alike) where any cell differs exactly; missing equals missing.
+    Frames of different shapes are all difference."""
+    if a.shape != b.shape or list(a.columns) != list(b.columns):
+        return pd.concat([a.assign(side="local"), b.assign(side="ray")])
+    a, b = a.astype(object), b.astype(object)
+    same = (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+    rows = ~same.all(axis=1)
+    return pd.concat([a[rows].assign(side="local"), b[rows].assign(side="ray")]).sort_index(kind="stable")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None, help="keep the two homes and databases here")
+    ap.add_argument("--diff-only", action="store_true", help="compare the databases already in --out")
     ap.add_argument("selection", nargs="*", help="harness run selection (after --), default: a registry subset")
     args = ap.parse_args()
     selection = args.selection or DEFAULT_SELECTION
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        walls = {ex: run(ex, out, selection) for ex in ("local", "ray")}
+        if args.diff_only and args.out is None:
+            raise SystemExit("--diff-only: pass --out, the folder of an earlier comparison")
+        walls = {ex: 0.0 if args.diff_only else run(ex, out, selection) for ex in ("local", "ray")}
         same = True
         for name, sql in QUERIES.items():
             a, b = table(out / "local.duckdb", sql), table(out / "ray.duckdb", sql)
             d = diff(a, b)
-            equal = d.empty and a.shape == b.shape
+            equal = d.empty
             same &= equal
             print(f"  {name}: {len(a)} rows local, {len(b)} rows ray: {'identical' if equal else 'DIFFERENT'}")
             if not equal:
                 with pd.option_context("display.width", 200, "display.max_columns", 12):
                     print(d.head(20).to_string())
         n = len(table(out / "local.duckdb", QUERIES["jobs"]))
-        print(f"{n} jobs; local {walls['local']:.1f} s, ray {walls['ray']:.1f} s "
-              f"(ray / local = {walls['ray'] / walls['local']:.2f}, Ray start-up included)")
+        if not args.diff_only:
+            print(f"{n} jobs; local {walls['local']:.1f} s, ray {walls['ray']:.1f} s "
+                  f"(ray / local = {walls['ray'] / walls['local']:.2f}, Ray start-up included)")
         print("identical" if same else "leaderboards differ")
         if not same:
             raise SystemExit(1)

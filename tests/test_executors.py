@@ -147,10 +147,9 @@ def test_ctrl_c_inside_a_write_commits_the_job_then_interrupts(tmp_path: Path) -
     """A Ctrl-C that lands while the driver commits a job (DuckDB would turn it into 'Query interrupted') is
     held until the transaction has committed, then raised as the KeyboardInterrupt the runner handles."""
     store = Store(tmp_path / "h.duckdb")
-    with pytest.raises(KeyboardInterrupt):
-        with store.writer() as con:
-            con.execute("CREATE TABLE t (x INTEGER)")
-            signal.raise_signal(signal.SIGINT)
-            con.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(KeyboardInterrupt), store.writer() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+        signal.raise_signal(signal.SIGINT)
+        con.execute("INSERT INTO t VALUES (1)")
     assert store.query("SELECT x FROM t")["x"].tolist() == [1]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
