@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +117,33 @@ def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None
         pending = failed
 
 
+@contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside a write transaction until it has committed, then raise it.
+
+    DuckDB turns a SIGINT during ``execute`` into ``RuntimeError: Query interrupted``, so a Ctrl-C that lands
+    while the driver commits a job would surface as that error instead of the KeyboardInterrupt the runner
+    and the CLI handle (the rollback kept the file whole either way). The commit takes milliseconds.
+    Only the main thread can own signal handlers; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:  # now as the handler in place would have: default_int_handler raises KeyboardInterrupt
+        if callable(old):
+            old(signal.SIGINT, None)
+        elif old == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
+        elif old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+
 class Store:
     def __init__(self, path: Path, extra_sql: Sequence[Path] = ()) -> None:
         """``extra_sql``: plugins' SQL folders (``harness_sql`` hook; ``Factory.store()`` passes them)."""
@@ -158,17 +187,18 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self._ensure_dir()
-        con = _connect(self.path, read_only=False)
-        try:
-            con.execute("BEGIN TRANSACTION")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        with _ctrl_c_after():
+            con = _connect(self.path, read_only=False)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
 
     def writer(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """The one short-lived write transaction, for core extensions that own a table (e.g. fine-tunes)."""

@@ -4,6 +4,7 @@ the batch-size rule for GPU workers, and the token cache's lost-race rename."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from harness.executors.work import plan_units
 from harness.plan import Job
 from harness.settings import load_settings
 from harness.specs import RegistryEntry
+from harness.store import Store
 from tests.fixtures import algonauts_folder
 
 
@@ -139,3 +141,15 @@ def test_dry_run_prints_the_task_graph_with_resources(tmp_path: Path, monkeypatc
     assert "algo/mnv2_rand/extract" in out and "algo/mnv2_rand/rsa4" in out
     assert out.count("CPU=4, GPU=0.5") == 3
     assert not (tmp_path / "lb.duckdb").exists()  # nothing ran
+
+
+def test_ctrl_c_inside_a_write_commits_the_job_then_interrupts(tmp_path: Path) -> None:
+    """A Ctrl-C that lands while the driver commits a job (DuckDB would turn it into 'Query interrupted') is
+    held until the transaction has committed, then raised as the KeyboardInterrupt the runner handles."""
+    store = Store(tmp_path / "h.duckdb")
+    with pytest.raises(KeyboardInterrupt), store.writer() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+        signal.raise_signal(signal.SIGINT)
+        con.execute("INSERT INTO t VALUES (1)")
+    assert store.query("SELECT x FROM t")["x"].tolist() == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
