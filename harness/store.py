@@ -10,6 +10,7 @@ lock file keeps a second *run* from interleaving with the first.
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import json
 import os
 import re
@@ -99,22 +100,29 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise StoreError(f"{path}: cannot open database ({str(exc).splitlines()[0]})") from exc
 
 
+_SQL_COMMENT = re.compile(r"--[^\n]*")
+
+
+def _view_order(views: dict[str, str]) -> list[str]:
+    """Views that others read from first (e.g. ``current_jobs``, ``t_quantiles``), so files need no naming
+    order. Dependencies are the other views' names appearing as words in a file's SQL outside comments:
+    creation runs inside the migration's transaction, where one failed CREATE aborts the whole transaction,
+    so retrying in passes is not an option. A spurious match only adds an ordering constraint."""
+    code = {name: _SQL_COMMENT.sub("", sql) for name, sql in views.items()}
+    deps = {name: {other for other in views if other != name and re.search(rf"\b{re.escape(other)}\b", text)}
+            for name, text in sorted(code.items())}
+    try:
+        return list(graphlib.TopologicalSorter(deps).static_order())
+    except graphlib.CycleError:
+        return sorted(views)  # a real cycle fails below with DuckDB's own message
+
+
 def _create_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
-    """Create every view, those other views read from first (e.g. ``current_jobs``): repeat passes
-    until none is left, so files need no naming order."""
-    pending = dict(sorted(views.items()))
-    while pending:
-        failed: dict[str, str] = {}
-        errors: dict[str, duckdb.Error] = {}
-        for name, sql in pending.items():
-            try:
-                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql.strip().rstrip(';')}")
-            except duckdb.CatalogException as exc:  # reads a view not created yet
-                failed[name], errors[name] = sql, exc
-        if len(failed) == len(pending):
-            name = next(iter(failed))
-            raise StoreError(f"leaderboards/{name}.sql: {_first_line(errors[name])}")
-        pending = failed
+    for name in _view_order(views):
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {views[name].strip().rstrip(';')}")
+        except duckdb.Error as exc:
+            raise StoreError(f"leaderboards/{name}.sql: {_first_line(exc)}") from exc
 
 
 @contextmanager

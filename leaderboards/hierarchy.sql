@@ -2,7 +2,9 @@
 -- and training data from the backbone's registry meta, so "does alignment rise with size and data?" is a
 -- single aggregate over this view. Rows come from every metric entry built on the `hierarchy_slope` plugin
 -- (the slope row is the entry's own name, `<entry>.intercept` / `<entry>.r2` the rest); values are means
--- over subject jobs, CIs are unit-bootstrap bounds averaged likewise. `pooled_slope` refits one slope
+-- over subject jobs. The slope's CI is, as in `leaderboard`, the job's own unit-bootstrap CI with one subject
+-- and the 95 % t-interval of the mean over subjects with several (`slope_ci_method`): averaging each
+-- subject's bounds would not be a CI of the mean. `pooled_slope` refits one slope
 -- across all subjects' voxels with an intercept per subject (levels rescaled to [0, 1] like the metric).
 -- A dataset whose ROIs span one level (e.g. a V4-only recording) keeps its row with slope NULL and `reason`.
 WITH h AS (
@@ -19,8 +21,9 @@ fits AS (
     SELECT
         dataset, backbone, head, metric, any_value(random_init) AS random_init,
         avg(raw) FILTER (part = 'slope') AS slope,
-        avg(ci_low) FILTER (part = 'slope') AS slope_ci_low,
-        avg(ci_high) FILTER (part = 'slope') AS slope_ci_high,
+        any_value(ci_low) FILTER (part = 'slope') AS slope_ci_low1,
+        any_value(ci_high) FILTER (part = 'slope') AS slope_ci_high1,
+        count(raw) FILTER (part = 'slope') AS n_slopes,
         avg(raw) FILTER (part = 'intercept') AS intercept,
         avg(raw) FILTER (part = 'r2') AS r2,
         stddev_samp(raw) FILTER (part = 'slope') AS slope_sd_subjects,
@@ -62,10 +65,17 @@ SELECT
     TRY_CAST(b.meta ->> 'params_m' AS DOUBLE) AS params_m,
     b.meta ->> 'training_data' AS training_data,
     TRY_CAST(b.meta ->> 'n_train_images' AS BIGINT) AS n_train_images,
-    f.slope, f.slope_ci_low, f.slope_ci_high, f.intercept, f.r2, p.pooled_slope,
+    f.slope,
+    CASE WHEN f.n_slopes = 1 THEN f.slope_ci_low1 ELSE f.slope - t.q975 * f.slope_sd_subjects / sqrt(f.n_slopes) END
+        AS slope_ci_low,
+    CASE WHEN f.n_slopes = 1 THEN f.slope_ci_high1 ELSE f.slope + t.q975 * f.slope_sd_subjects / sqrt(f.n_slopes) END
+        AS slope_ci_high,
+    CASE WHEN f.n_slopes = 1 THEN 'bootstrap_units' WHEN f.n_slopes > 1 THEN 't_subjects' END AS slope_ci_method,
+    f.intercept, f.r2, p.pooled_slope,
     f.slope_sd_subjects, f.n_subjects, f.n_units,
     rank() OVER (PARTITION BY f.dataset, f.head, f.metric ORDER BY f.slope DESC NULLS LAST) AS rank,
     f.reason
 FROM fits f
 LEFT JOIN pooled p USING (dataset, backbone, head, metric)
 LEFT JOIN entries b ON b.name = f.backbone
+LEFT JOIN t_quantiles t ON t.df = f.n_slopes - 1

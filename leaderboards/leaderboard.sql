@@ -46,21 +46,11 @@ agg AS (
     FROM subjects
     GROUP BY ALL
 ),
-t975 AS (  -- Student t 0.975 quantiles (scipy.stats.t.ppf); beyond 30 df a Cornish-Fisher expansion (< 1e-5 off)
-    SELECT * FROM (VALUES (1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (5, 2.5706), (6, 2.4469), (7, 2.3646),
-        (8, 2.3060), (9, 2.2622), (10, 2.2281), (11, 2.2010), (12, 2.1788), (13, 2.1604), (14, 2.1448), (15, 2.1314),
-        (16, 2.1199), (17, 2.1098), (18, 2.1009), (19, 2.0930), (20, 2.0860), (21, 2.0796), (22, 2.0739), (23, 2.0687),
-        (24, 2.0639), (25, 2.0595), (26, 2.0555), (27, 2.0518), (28, 2.0484), (29, 2.0452), (30, 2.0423)) AS t(df, q)
-),
 ci AS (
-    SELECT a.*,
-        coalesce(tr.q, 1.959964 + 2.372272 / (n_subjects - 1) + 2.822499 / (n_subjects - 1) ^ 2
-                 + 2.555850 / (n_subjects - 1) ^ 3) * sd_raw / sqrt(n_subjects) AS half_raw,
-        coalesce(tn.q, 1.959964 + 2.372272 / (n_normalised - 1) + 2.822499 / (n_normalised - 1) ^ 2
-                 + 2.555850 / (n_normalised - 1) ^ 3) * sd_normalised / sqrt(n_normalised) AS half_norm
+    SELECT a.*, tr.q975 * sd_raw / sqrt(n_subjects) AS half_raw, tn.q975 * sd_normalised / sqrt(n_normalised) AS half_norm
     FROM agg a
-    LEFT JOIN t975 tr ON tr.df = a.n_subjects - 1
-    LEFT JOIN t975 tn ON tn.df = a.n_normalised - 1
+    LEFT JOIN t_quantiles tr ON tr.df = a.n_subjects - 1
+    LEFT JOIN t_quantiles tn ON tn.df = a.n_normalised - 1
 )
 SELECT
     dataset,

@@ -332,6 +332,43 @@ def test_ci_is_a_t_interval_of_the_subject_mean(env: Path, n: int) -> None:
     assert row.ci_low == pytest.approx(lo, abs=1e-5) and row.ci_high == pytest.approx(hi, abs=1e-5)
 
 
+@pytest.mark.parametrize("n", [1, 5])
+def test_hierarchy_slope_ci_is_a_t_interval_of_the_subject_mean(env: Path, n: int) -> None:
+    """The hierarchy view's slope CI follows the leaderboard's rule, not an average of per-subject bounds."""
+    store = Store(env / "lb.duckdb")
+    store.migrate()
+    store.upsert_entries([{**entry("hier", "metric", None), "plugin": "hierarchy_slope"}])
+    slopes = np.random.default_rng(n).normal(0.8, 0.2, n)
+    for i, slope in enumerate(slopes):
+        fake_job(store, f"j{i}", "net", f"s{i}", 0.0, (0.0, 0.0))
+        store.write_job(
+            {"job_id": f"h{i}", "run_id": "r", "backbone": "net", "head": "h", "dataset": "d", "subject": f"s{i}",
+             "status": "done", "error": None, "wall_s": 1.0, "config": {"backbone": {"args": {}}, "head": {"args": {}},
+                                                                        "dataset": {"args": {}}, "metrics": {}},
+             "random_init": False, "weights_digest": None, "tokens_key": None, "n_excluded": 0, "started_at": None,
+             "finished_at": None},
+            [{"job_id": f"h{i}", "metric": "hier", "roi": "all", "subject": "", "raw": float(slope), "ceiling": None,
+              "normalised": None, "ci_low": float(slope) - 0.1, "ci_high": float(slope) + 0.3, "n": 50,
+              "p_value": None, "extra": {}}], [])
+    row = store.query("SELECT slope, slope_ci_low, slope_ci_high, slope_ci_method FROM hierarchy").iloc[0]
+    assert row.slope == pytest.approx(slopes.mean())
+    if n == 1:
+        assert (row.slope_ci_low, row.slope_ci_high, row.slope_ci_method) == (
+            pytest.approx(slopes[0] - 0.1), pytest.approx(slopes[0] + 0.3), "bootstrap_units")
+        return
+    lo, hi = stats.t.interval(0.95, n - 1, loc=slopes.mean(), scale=stats.sem(slopes))
+    assert row.slope_ci_method == "t_subjects"
+    assert row.slope_ci_low == pytest.approx(lo, abs=1e-5) and row.slope_ci_high == pytest.approx(hi, abs=1e-5)
+
+
+@pytest.mark.parametrize("df", [1, 7, 30, 31, 60, 500])
+def test_t_quantiles_view_matches_scipy(env: Path, df: int) -> None:
+    store = Store(env / "lb.duckdb")
+    store.migrate()
+    q = store.query(f"SELECT q975 FROM t_quantiles WHERE df = {df}").iloc[0, 0]
+    assert q == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)
+
+
 def test_rank_ties_print_in_name_order(env: Path, monkeypatch, capsys) -> None:
     store = Store(env / "lb.duckdb")
     store.migrate()

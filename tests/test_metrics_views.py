@@ -173,3 +173,20 @@ def test_selector_metrics_attach_to_every_layer_weight_head_of_the_default_zoo(m
             assert "pearson" in names, j.label
         if MODEL_RDMS in produces:
             assert "algonauts_r2" in names, j.label
+
+
+def test_views_are_created_after_the_views_they_read(tmp_path) -> None:
+    """Inside the migration's transaction a failed CREATE aborts everything, so order must be right first time;
+    names in comments (which may mention each other) must not create false cycles."""
+    import duckdb
+
+    from harness.store import _create_views, _view_order
+
+    views = {"a_top": "-- built on z_base, see also b_mid\nSELECT * FROM b_mid",
+             "b_mid": "-- unlike a_top\nSELECT x + 1 AS x FROM z_base", "z_base": "SELECT 1 AS x"}
+    assert _view_order(views) == ["z_base", "b_mid", "a_top"]
+    con = duckdb.connect(str(tmp_path / "v.duckdb"))
+    con.execute("BEGIN")
+    _create_views(con, views)
+    con.execute("COMMIT")
+    assert con.sql("SELECT x FROM a_top").fetchall() == [(2,)]
