@@ -1,7 +1,7 @@
 """FactorTopy as a harness head; its ablations are registry entries of the same plugin (registry.yaml).
 
 Defaults are sized so that ``harness run --all`` stays affordable on a CPU (at most
-150 epochs with early stopping, entropy decay over 75 epochs, local tokens pooled to
+150 epochs with early stopping, entropy decay over the first half of them, local tokens pooled to
 8 × 8 as in the paper's code); the paper's schedule (decay over 6 000 steps) is the
 ``factortopy_paper`` entry.
 Seeds are fixed; on CUDA, reductions may run in a different order from run to run, so
@@ -23,7 +23,7 @@ from pydantic import Field
 from harness.analysis.readout import ChannelReadout, ReadsChannels
 from harness.errors import DataError
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, linear_decay
+from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, TrainPlan, linear_decay
 from harness.specs import LAYER_WEIGHTS, TOKENS, VOXEL_PREDICTIONS, PluginSpec
 from harness_factortopy.model import (
     CoordSelectors,
@@ -58,9 +58,13 @@ class FactorTopyArgs(TrainArgs):
     #: points each voxel samples (features averaged over them)
     space_samples: int = Field(1, ge=1)
     entropy_weight: float = Field(0.1, ge=0)
-    #: epochs over which the entropy weight decays linearly to 0
-    entropy_decay_epochs: float = Field(75, ge=0)
-    #: steps over which it decays instead, when given (the paper: 6 000)
+    #: share of the planned fit (max_epochs, capped by max_steps) over which the entropy weight decays linearly
+    #: to 0: set as a share, the decay ends inside the fit whatever its length, and the fit runs on unregularised
+    #: for the rest, while the selectors sharpen (early stopping waits for the decay's end)
+    entropy_decay: float = Field(0.5, ge=0, le=1)
+    #: epochs over which it decays instead, when given
+    entropy_decay_epochs: float | None = Field(None, ge=0)
+    #: steps over which it decays instead, when given (the paper: 6 000); wins over epochs
     entropy_decay_steps: int | None = Field(None, ge=0)
     mlp_hidden: int = Field(128, gt=0)
     pe_features: int = Field(16, gt=0)
@@ -109,9 +113,10 @@ class FactorTopyHead(TrainedVoxelHead, ReadsChannels):
         assert isinstance(model, FactorTopyNet)
         return model.selections()
 
-    def reg_schedule(self) -> Schedule:
+    def reg_schedule(self, plan: TrainPlan) -> Schedule:
         a = self.args
-        return linear_decay(a.entropy_weight, steps=a.entropy_decay_steps, epochs=a.entropy_decay_epochs)
+        return linear_decay(a.entropy_weight, plan, steps=a.entropy_decay_steps, epochs=a.entropy_decay_epochs,
+                            fraction=a.entropy_decay)
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {"topology": self._topology_used}
