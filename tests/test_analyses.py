@@ -90,9 +90,10 @@ def test_channel_clusters_recover_planted_rois_that_coordinates_cannot(fitted: F
     ari = adjusted_rand_score(gt.rois, labels)
     coords = AgglomerativeClustering(n_clusters=len(gt.roi_names), linkage="ward").fit_predict(gt.xyz)
     ari_xyz = adjusted_rand_score(gt.rois, coords)
-    # Measured 0.76 with the step schedule the clustering was developed on; 0.678 (deterministic) since the
-    # trained heads moved to the epoch schedule (issue 12). The issue's 0.7 target is therefore not met at
-    # this test's budget; the bound guards against a collapse (coordinates alone give ARI ~0).
+    # Measured 0.76 with the step schedule the clustering was developed on, 0.678 on the epoch schedule of
+    # issue 12, 0.665 since the entropy decay ends at half the planned fit and the soup takes only checkpoints
+    # after it (deterministic). The issue's 0.7 target is therefore not met at this test's budget; the bound
+    # guards against a collapse (coordinates alone give ARI ~0).
     assert ari >= 0.6, f"channel-cluster ARI {ari:.2f}"
     assert ari > ari_xyz + 0.5, f"channel ARI {ari:.2f} vs coordinates {ari_xyz:.2f}"
     # the planted channel patterns themselves are what the clusters find (sanity of the truth)

@@ -111,8 +111,6 @@ def test_space_selector_lands_within_one_token_cell(brain: Brain, factortopy: He
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="regressed by the epoch schedule of issue 12 (slope 0.501 vs planted 1.050 in CI on "
-                   "2026-11-29; 0.921 on the step schedule); issue 12 must restore it", strict=False)
 def test_hierarchy_slope_within_20_percent_of_planted(brain: Brain, factortopy: HeadOutput) -> None:
     from harness_metrics.hierarchy import hierarchy_slope, unit_levels
 

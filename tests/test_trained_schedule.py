@@ -16,7 +16,7 @@ from harness_factortopy.factortopy_head import FactorTopyHead
 from harness_factortopy.sampling import bilinear_matrix, sampled_readout
 
 from harness.kit.token_source import TokenSource
-from harness.kit.training import TrainArgs, fit, linear_decay, steps_per_epoch
+from harness.kit.training import LinearDecay, TrainArgs, TrainPlan, fit, linear_decay, steps_per_epoch
 from tests.test_trained_heads import build, head_input, random_store, random_targets, small_net
 
 
@@ -36,18 +36,22 @@ def test_bilinear_matrix_matches_grid_sample_values_and_gradients(h: int, w: int
         torch.testing.assert_close(a, b)
 
 
-def test_linear_decay_in_steps_or_epochs() -> None:
-    by_epoch = linear_decay(0.2, epochs=10)
-    assert by_epoch(0, 0.0) == pytest.approx(0.2)
-    assert by_epoch(999, 5.0) == pytest.approx(0.1)
-    assert by_epoch(0, 12.0) == 0.0
-    by_step = linear_decay(0.2, steps=100, epochs=10)  # steps win when given
-    assert by_step(50, 0.0) == pytest.approx(0.1)
-    assert linear_decay(0.2, steps=0)(0, 0.0) == 0.0
-    assert linear_decay(0.2)(0, 0.0) == 0.0
+def test_linear_decay_in_steps_epochs_or_a_share_of_the_plan() -> None:
+    plan = TrainPlan(per_epoch=4, total_steps=600)
+    by_share = linear_decay(0.2, plan, fraction=0.5)
+    assert by_share.settled == 300 and by_share(150, 0.0) == pytest.approx(0.1) and by_share(300, 0.0) == 0.0
+    by_epoch = linear_decay(0.2, plan, epochs=10, fraction=0.5)  # epochs win over the share
+    assert by_epoch.settled == 40 and by_epoch(20, 5.0) == pytest.approx(0.1)
+    by_step = linear_decay(0.2, plan, steps=100, epochs=10)  # steps win when given
+    assert by_step.settled == 100 and by_step(50, 0.0) == pytest.approx(0.1)
+    assert linear_decay(0.2, plan, steps=0)(0, 0.0) == 0.0
+    assert linear_decay(0.2, plan)(0, 0.0) == 0.0
+    # the plan is max_epochs in steps, capped by max_steps: a share of it ends inside the fit either way
+    assert TrainPlan.of(637, TrainArgs(max_epochs=150, max_steps=600)) == TrainPlan(19, 600)
+    assert TrainPlan.of(153, TrainArgs(max_epochs=150)) == TrainPlan(4, 600)
 
 
-def _fit(tmp_path: Path, **args: object) -> tuple[object, int]:
+def _fit(tmp_path: Path, reg: LinearDecay | None = None, **args: object) -> tuple[object, int]:
     store = random_store(tmp_path)
     t = random_targets(store)
     fit_idx, val_idx = np.arange(24), np.arange(24, 30)
@@ -56,7 +60,8 @@ def _fit(tmp_path: Path, **args: object) -> tuple[object, int]:
     net = small_net(src, 9, topology=True)
     y = torch.from_numpy((t.responses - t.responses[fit_idx].mean(0)) / t.responses[fit_idx].std(0))
     a = TrainArgs(**args)  # type: ignore[arg-type]
-    return fit(net, src, y, fit_idx, val_idx, a, seed=0), steps_per_epoch(len(fit_idx), a.batch_size)
+    sched = (lambda plan: reg) if reg is not None else (lambda plan: LinearDecay(0.0, 0))
+    return fit(net, src, y, fit_idx, val_idx, a, seed=0, reg_schedule=sched), steps_per_epoch(len(fit_idx), a.batch_size)
 
 
 def test_schedule_runs_whole_epochs_and_validates_once_per_epoch(tmp_path: Path) -> None:
@@ -72,6 +77,14 @@ def test_training_stops_once_validation_stops_improving(tmp_path: Path) -> None:
     """An improvement threshold no run can meet: the loop stops after ``patience`` validations past the first."""
     res, _ = _fit(tmp_path, batch_size=8, max_epochs=50, patience=2, min_delta=10.0)
     assert len(res.history) == 3 and res.steps == 9  # type: ignore[attr-defined]
+
+
+def test_early_stopping_and_checkpoints_wait_for_the_regulariser_to_settle(tmp_path: Path) -> None:
+    """An annealed regulariser ending at step 12: the 4 validations before it neither count towards patience
+    nor enter the soup, so the fit runs to 2 validations past step 12 and returns a checkpoint from after it."""
+    res, _ = _fit(tmp_path, reg=LinearDecay(0.1, 12), batch_size=8, max_epochs=50, patience=2, min_delta=10.0, soup=1)
+    assert [s for s, _ in res.history] == [3, 6, 9, 12, 15, 18]  # type: ignore[attr-defined]
+    assert res.best_step >= 12  # type: ignore[attr-defined]
 
 
 def test_cpu_preload_is_standardised_once_and_matches_streaming(tmp_path: Path) -> None:

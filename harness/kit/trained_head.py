@@ -28,7 +28,7 @@ from harness.artifacts import MODELS_DIR, save_tensors
 from harness.contracts import HeadInput, HeadOutput, TokenStore, VoxelHead, VoxelTargets
 from harness.errors import DataError
 from harness.kit.token_source import Parts, TokenSource
-from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, fit, no_regulariser, predict
+from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, TrainPlan, fit, no_regulariser, predict
 
 
 @dataclass
@@ -78,7 +78,8 @@ class TrainedVoxelHead(VoxelHead):
     def describe(self, model: ChunkedVoxelModel, layers: tuple[str, ...]) -> Selections:
         ...
 
-    def reg_schedule(self) -> Schedule:
+    def reg_schedule(self, plan: TrainPlan) -> Schedule:
+        """The regulariser weight over this fit (``plan``: its planned length, for schedules set as a share of it)."""
         return no_regulariser
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class TrainedVoxelHead(VoxelHead):
                                         grid=a.grid, budget_bytes=None if a.preload_gib is None else a.preload_gib * 2**30)
         torch.manual_seed(data.seed)
         model = self.build_model(PreparedData(source, t, fit_idx, val_idx)).to(device)
-        result = fit(model, source, y, fit_idx, val_idx, a, data.seed, self.reg_schedule(), data.progress)
+        result = fit(model, source, y, fit_idx, val_idx, a, data.seed, self.reg_schedule, data.progress)
         pred = predict(model, source, te, a.batch_size, a.voxel_chunk).cpu().numpy() * sd + mu
 
         layers = source.layers

@@ -21,7 +21,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -127,37 +127,103 @@ def _soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return avg
 
 
-#: a regulariser weight as a function of (step, epoch): schedules may be quoted in either unit
-Schedule = Callable[[int, float], float]
-
-
-def no_regulariser(step: int, epoch: float) -> float:
-    return 0.0
-
-
 def steps_per_epoch(n_fit: int, batch_size: int) -> int:
     """Full batches per pass over the fit stimuli (the last, partial batch is dropped; at least 1)."""
     return max(1, n_fit // batch_size)
 
 
+@dataclass(frozen=True)
+class TrainPlan:
+    """The planned length of a fit, known before its first step, so a schedule can be set as a share of it.
+
+    Why: a schedule quoted in epochs or steps fixed in advance does not end where the fit ends once
+    ``max_epochs``/``max_steps`` change (an entropy decay of 75 epochs never finished inside a 600-step cap,
+    and the layer selectors never sharpened, issue 12).
+    """
+
+    per_epoch: int
+    total_steps: int
+
+    @classmethod
+    def of(cls, n_fit: int, args: TrainArgs) -> TrainPlan:
+        per_epoch = steps_per_epoch(n_fit, args.batch_size)
+        total = max(1, round(args.max_epochs * per_epoch))
+        return cls(per_epoch, total if args.max_steps is None else min(total, args.max_steps))
+
+
+class Schedule(Protocol):
+    """A regulariser weight as a function of (step, epoch): schedules may be quoted in either unit."""
+
+    #: first step from which the weight no longer changes: early stopping and checkpoint selection wait for it
+    settled: int
+
+    def __call__(self, step: int, epoch: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class Constant:
+    weight: float = 0.0
+    settled: int = 0
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return self.weight
+
+
+no_regulariser = Constant(0.0)
+
+
+def unregularised(plan: TrainPlan) -> Schedule:
+    return no_regulariser
+
+
+@dataclass(frozen=True)
+class LinearDecay:
+    """``start`` at step 0, falling linearly to 0 at step ``settled`` (0: always 0)."""
+
+    start: float
+    settled: int
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return self.start * max(0.0, 1.0 - step / self.settled) if self.settled > 0 else 0.0
+
+
+def linear_decay(start: float, plan: TrainPlan, steps: int | None = None, epochs: float | None = None,
+                 fraction: float | None = None) -> LinearDecay:
+    """A decay to 0 over ``steps`` steps, else ``epochs`` epochs, else ``fraction`` of the planned steps
+    (none of them: no regularisation)."""
+    if steps is not None:
+        n = steps
+    elif epochs is not None:
+        n = round(epochs * plan.per_epoch)
+    elif fraction is not None:
+        n = round(fraction * plan.total_steps)
+    else:
+        n = 0
+    return LinearDecay(start if n > 0 else 0.0, max(0, n))
+
+
 def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
-        args: TrainArgs, seed: int, reg_schedule: Schedule = no_regulariser,
+        args: TrainArgs, seed: int, reg_schedule: Callable[[TrainPlan], Schedule] = unregularised,
         progress: Callable[[str, float], None] | None = None) -> TrainResult:
     """Train in place; ``y`` holds z-scored responses of *all* stimuli (row = stimulus index), on the device.
 
     The schedule is in epochs (``max_epochs``, validation once per epoch) capped by ``max_steps``;
     training stops earlier once validation r has not improved by ``min_delta`` for ``patience``
     validations. The only host synchronisation is the validation r read once per validation.
+    ``reg_schedule`` builds the regulariser's schedule from the plan; until it has *settled* (e.g. an
+    annealed weight has reached 0) validations neither count towards ``patience`` nor enter the soup:
+    the model returned is one of the objective the schedule ends in, not a half-annealed one, and a
+    validation plateau during annealing cannot stop the fit before the selectors have sharpened.
     On return the model holds the soup (or the best checkpoint's) weights.
     """
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.param_groups(args.lr), lr=args.lr, weight_decay=args.weight_decay)
     y_val = y[torch.as_tensor(val_idx, device=y.device)]
-    per_epoch = steps_per_epoch(len(fit_idx), args.batch_size)
+    plan = TrainPlan.of(len(fit_idx), args)
+    per_epoch, total_steps = plan.per_epoch, plan.total_steps
+    schedule = reg_schedule(plan)
+    settled = min(schedule.settled, total_steps)  # the last validation always counts
     bs = min(args.batch_size, len(fit_idx))
-    total_steps = max(1, round(args.max_epochs * per_epoch))
-    if args.max_steps is not None:
-        total_steps = min(total_steps, args.max_steps)
     eval_every = args.eval_every or per_epoch
     best: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (val r, step, state on CPU)
     history: list[tuple[int, float]] = []
@@ -172,13 +238,17 @@ def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx:
         b = order[pos : pos + bs]
         pos += bs
         yb = y[torch.as_tensor(b, device=y.device)]
-        train_step(model, source.batch(b), yb, args.voxel_chunk, args.smooth_l1_beta, reg_schedule(step, step / per_epoch))
+        train_step(model, source.batch(b), yb, args.voxel_chunk, args.smooth_l1_beta, schedule(step, step / per_epoch))
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         if step % eval_every == 0 or step == total_steps:
             r = float(pearson_columns_t(predict(model, source, val_idx, args.batch_size, args.voxel_chunk), y_val).mean())
             history.append((step, r))
+            if progress:
+                progress(f"epoch {step / per_epoch:.1f} val r {r:.3f}", step / total_steps)
+            if step < settled:
+                continue
             if r > best_r + args.min_delta:
                 since_best, best_r = 0, r
             else:
@@ -186,8 +256,6 @@ def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx:
             if len(best) < args.soup or r > best[-1][0]:  # copy weights only when they enter the soup
                 state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 best = sorted([*best, (r, step, state)], key=lambda t: -t[0])[: args.soup]
-            if progress:
-                progress(f"epoch {step / per_epoch:.1f} val r {r:.3f}", step / total_steps)
             if since_best >= args.patience:
                 break
     seconds = time.perf_counter() - t0
@@ -207,14 +275,3 @@ def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx:
                        seconds=seconds, history=history)
 
 
-def linear_decay(start: float, steps: int | None = None, epochs: float | None = None) -> Schedule:
-    """``start`` at step 0, falling linearly to 0 after ``steps`` steps (when given) or ``epochs`` epochs
-    (neither, or a length of 0: always 0)."""
-    def weight(step: int, epoch: float) -> float:
-        if steps is not None:
-            return start * max(0.0, 1.0 - step / steps) if steps > 0 else 0.0
-        if epochs:
-            return start * max(0.0, 1.0 - epoch / epochs)
-        return 0.0
-
-    return weight

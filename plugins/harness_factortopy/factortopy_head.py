@@ -1,7 +1,7 @@
 """FactorTopy as a harness head; its ablations are registry entries of the same plugin (registry.yaml).
 
 Defaults are sized so that ``harness run --all`` stays affordable on a CPU (at most
-150 epochs with early stopping, entropy decay over 75 epochs, local tokens pooled to
+150 epochs with early stopping, entropy decay over the first half of them, local tokens pooled to
 8 × 8 as in the paper's code); the paper's schedule (decay over 6 000 steps) is the
 ``factortopy_paper`` entry.
 Seeds are fixed; on CUDA, reductions may run in a different order from run to run, so
@@ -22,7 +22,7 @@ import torch
 from harness.analysis.readout import ChannelReadout, ReadsChannels
 from harness.errors import DataError
 from harness.kit.trained_head import PreparedData, Selections, TrainedVoxelHead
-from harness.kit.training import ChunkedVoxelModel, Schedule, linear_decay
+from harness.kit.training import ChunkedVoxelModel, Schedule, TrainPlan, linear_decay
 from harness_factortopy.model import (
     CoordSelectors,
     FactorTopyNet,
@@ -70,9 +70,10 @@ class FactorTopyHead(TrainedVoxelHead, ReadsChannels):
         assert isinstance(model, FactorTopyNet)
         return model.selections()
 
-    def reg_schedule(self) -> Schedule:
+    def reg_schedule(self, plan: TrainPlan) -> Schedule:
         a = self.args
-        return linear_decay(a.entropy_weight, steps=a.entropy_decay_steps, epochs=a.entropy_decay_epochs)
+        return linear_decay(a.entropy_weight, plan, steps=a.entropy_decay_steps, epochs=a.entropy_decay_epochs,
+                            fraction=a.entropy_decay)
 
     def extra_info(self, model: ChunkedVoxelModel) -> dict[str, Any]:
         return {"topology": self._topology_used}

@@ -42,9 +42,13 @@ class FactorTopyArgs(TrainArgs):
     #: points each voxel samples (features averaged over them)
     space_samples: int = Field(1, ge=1)
     entropy_weight: float = Field(0.1, ge=0)
-    #: epochs over which the entropy weight decays linearly to 0
-    entropy_decay_epochs: float = Field(75, ge=0)
-    #: steps over which it decays instead, when given (the paper: 6 000)
+    #: share of the planned fit (max_epochs, capped by max_steps) over which the entropy weight decays linearly
+    #: to 0: set as a share, the decay ends inside the fit whatever its length, and the fit runs on unregularised
+    #: for the rest, while the selectors sharpen (early stopping waits for the decay's end)
+    entropy_decay: float = Field(0.5, ge=0, le=1)
+    #: epochs over which it decays instead, when given
+    entropy_decay_epochs: float | None = Field(None, ge=0)
+    #: steps over which it decays instead, when given (the paper: 6 000); wins over epochs
     entropy_decay_steps: int | None = Field(None, ge=0)
     mlp_hidden: int = Field(128, gt=0)
     pe_features: int = Field(16, gt=0)
