@@ -193,7 +193,9 @@ class VoxelTargets:
     responses: np.ndarray
     train_idx: np.ndarray
     test_idx: np.ndarray
-    voxels: pd.DataFrame  #: columns voxel_id, roi, and optionally x, y, z
+    #: columns voxel_id, roi, and optionally x, y, z (mm) and, for units on the fsaverage surface, hemi (lh/rh) and
+    #: fsaverage_index (the vertex on FreeSurfer's fsaverage, 0-based; `harness report` draws those on the surface)
+    voxels: pd.DataFrame
     repeats: np.ndarray | None = None  #: stimuli × repeats × voxels, NaN for missing repeats
     noise_ceiling_r: np.ndarray | None = None  #: per-voxel ceiling on the Pearson-r scale
     roi_levels: dict[str, float] = field(default_factory=dict)  #: ideal hierarchy level per ROI

@@ -107,7 +107,8 @@ def expected_responses(data: dict, hemis=("lh", "rh"), sessions=(1, 2, 3)) -> tu
 def test_nsd_fsaverage_matches_reference(tmp_path: Path) -> None:
     root = tmp_path / "nsd"
     data = nsd_fixture(root)
-    assert nsd(tmp_path, root).targets("subj01").voxels.columns.tolist() == ["voxel_id", "roi", "hemi", "x", "y", "z", "streams"]
+    assert nsd(tmp_path, root).targets("subj01").voxels.columns.tolist() == ["voxel_id", "roi", "hemi", "fsaverage_index",
+                                                                             "x", "y", "z", "streams"]
     ds = nsd(tmp_path, root, label_files=["prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams"])
     assert ds.unavailable_reason() is None
     t = ds.targets("subj01")
@@ -132,6 +133,8 @@ def test_nsd_fsaverage_matches_reference(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.voxels[["x", "y", "z"]].to_numpy()[len(lh_sel):],
                                data["coords"]["rh"][rh_sel] + [250.0, 0, 0])
     assert {"hemi", "prf-visualrois", "floc-faces", "streams"} <= set(t.voxels.columns)
+    np.testing.assert_array_equal(t.voxels["fsaverage_index"], np.concatenate([lh_sel, rh_sel]))
+    assert list(t.voxels["hemi"]) == ["lh"] * len(lh_sel) + ["rh"] * len(rh_sel)
     assert t.roi_levels == {"early": 0, "midventral": 1, "ventral": 2}
     # NC = ncsnr² / (ncsnr² + mean over test images of 1/n), as r
     snr = np.concatenate([data["ncsnr"]["lh"][lh_sel], data["ncsnr"]["rh"][rh_sel]])
@@ -186,6 +189,7 @@ def test_nsd_volume_int16_scaling_and_affine(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.responses, np.stack([trials[ids73k == i].mean(0) for i in stim]), atol=1e-5)
     np.testing.assert_allclose(t.voxels[["x", "y", "z"]].to_numpy(), ijk * 1.8 + [-10, -20, 5])
     assert set(t.voxels["roi"]) == {"early"} and set(t.voxels["prf-visualrois"]) == {"V1v"}
+    assert "fsaverage_index" not in t.voxels  # volume voxels are not surface vertices
 
 
 def test_nsd_bad_inputs(tmp_path: Path) -> None:

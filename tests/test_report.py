@@ -202,6 +202,8 @@ def test_brain_map_colours_are_the_selections_and_unit_scores(run) -> None:
     m = d.merge(r, on=["backbone", "head", "subject", "unit"])
     np.testing.assert_allclose(m["r"], m["value"], rtol=1e-12)
     assert {"x", "y"} <= set(d.columns) and d[["x", "y"]].notna().all().all()
+    # the synthetic brain is a sheet, not a surface: no surface view, and the caption says why
+    assert "syn: no surface view, its units are not fsaverage vertices" in section(rep, "brain").caption
 
 
 def test_filters_and_bad_names(run) -> None:
@@ -317,3 +319,132 @@ def test_report_renders_in_headless_chromium(run, tmp_path: Path) -> None:
     p = chromium(html.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1300,2400", "--hide-scrollbars")
     assert p.returncode == 0 and console_errors(p.stderr) == []
     assert non_blank(Image.open(shot))
+
+
+# ----------------------------------------------------------------------------- figure 7 on the fsaverage surface
+N_FSAVERAGE = 163842  # vertices per hemisphere of FreeSurfer's fsaverage (ico7)
+
+
+def surface_board(tmp_path: Path) -> tuple[Store, Outside, dict[str, np.ndarray]]:
+    """A real Algonauts 2023 layout (tests/test_datasets_nsd.py's fixture) whose challenge vertices sit on fsaverage —
+    most on fsaverage5's vertices (index < 10242), three per hemisphere beyond — with an fsaverage sphere for the flat
+    map, and a hand-written leaderboard whose units are that dataset's voxel ids: layer selections and r per unit."""
+    pytest.importorskip("nibabel")
+    import nibabel as nib
+
+    from harness.report.fig_brain import N_FSAVERAGE5
+    from tests.helpers import make_factory
+    from tests.test_datasets_nsd import a23_fixture
+
+    rng = np.random.default_rng(7)
+    root, fsdir = tmp_path / "a23", tmp_path / "fsaverage"
+    n_v = {"lh": 40, "rh": 30}
+    a23_fixture(root, n_v=n_v)
+    fs_index = {}
+    for h, n in n_v.items():
+        idx = np.sort(np.r_[rng.choice(N_FSAVERAGE5, n - 3, replace=False), rng.choice(np.arange(N_FSAVERAGE5, N_FSAVERAGE), 3)])
+        mask = np.zeros(N_FSAVERAGE, np.int64)
+        mask[idx] = 1
+        np.save(root / "subj01" / "roi_masks" / f"{h}.all-vertices_fsaverage_space.npy", mask)
+        fs_index[h] = idx
+        (fsdir / "surf").mkdir(parents=True, exist_ok=True)
+        nib.freesurfer.write_geometry(str(fsdir / "surf" / f"{h}.sphere"), rng.standard_normal((N_FSAVERAGE, 3)) * 50,
+                                      np.array([[0, 1, 2]]))
+    f = make_factory({"datasets": {"a23": {"plugin": "algonauts2023", "args": {"root": str(root), "fsaverage": str(fsdir)}}}},
+                     tmp_path)
+    units = [str(u) for u in f.dataset("a23").targets("subj01").voxels["voxel_id"]]
+    store = Store(tmp_path / "lb.duckdb")
+    store.migrate()
+    store.upsert_entries([{"name": "pearson", "kind": "metric", "plugin": "pearson", "plugin_version": "1", "random_init": False,
+                           "parent": None, "args": {}, "meta": {}, "tags": ["primary"]}])
+    now = pd.Timestamp("2025-01-01")
+    for bb in ("net_a", "net_b"):
+        jid = f"{bb}-a23"
+        weights = rng.dirichlet(np.ones(4), len(units))
+        sel = [{"job_id": jid, "unit": u, "roi": "early", "selector": "layer", "layer": f"l{k}", "layer_index": k, "n_layers": 4,
+                "weight": float(w[k]), "value": None} for u, w in zip(units, weights, strict=True) for k in range(4)]
+        us = [{"job_id": jid, "metric": "pearson", "roi": "early", "unit": u, "value": float(v)}
+              for u, v in zip(units, rng.uniform(-0.1, 0.6, len(units)), strict=True)]
+        store.write_job({"job_id": jid, "run_id": "r", "backbone": bb, "head": "ridge", "dataset": "a23", "subject": "subj01",
+                         "status": "done", "error": None, "wall_s": 1.0, "config": {}, "random_init": False,
+                         "weights_digest": None, "tokens_key": None, "n_excluded": 0, "started_at": now, "finished_at": now},
+                        [], sel, us)
+    return store, Outside(f), fs_index
+
+
+def coloured_share(png: bytes) -> float:
+    """Share of pixels with a saturated colour (the sulcal background and the text are grey)."""
+    hsv = np.asarray(Image.open(io.BytesIO(png)).convert("RGB").convert("HSV"), float)
+    return float(((hsv[..., 1] > 80) & (hsv[..., 2] > 40)).mean())
+
+
+def test_brain_surface_values_are_the_selections_on_fsaverage_vertices(tmp_path: Path) -> None:
+    pytest.importorskip("nilearn", reason="the surface view needs nilearn (pip install 'harness[report]')")
+    from harness.report import fig_brain
+    from harness.report.figure import Context
+    from harness.report.reader import Reader
+
+    store, outside, fs_index = surface_board(tmp_path)
+    sec = fig_brain.build(Context(reader=Reader(store), outside=outside))
+    shown = sec.data["surface:a23"]
+    bb = shown["backbone"].iloc[0]
+    # the view's values, placed by an independent route: unit "lh_00012" is challenge vertex 12 → the fixture's fsaverage index
+    sel = store.query("SELECT s.unit, s.layer_index, s.n_layers, s.weight FROM selections s JOIN jobs j USING (job_id) "
+                      "WHERE s.selector = 'layer' AND j.backbone = ?", [bb])
+    best = sel.sort_values("weight").groupby("unit").tail(1)
+    r = store.query("SELECT u.unit, u.value AS r FROM unit_scores u JOIN jobs j USING (job_id) WHERE j.backbone = ?", [bb])
+    expect = best.merge(r, on="unit").assign(depth=lambda x: x["layer_index"] / (x["n_layers"] - 1),
+                                             hemi=lambda x: x["unit"].str[:2])
+    expect["vertex"] = [fs_index[h][int(u[3:])] for h, u in zip(expect["hemi"], expect["unit"], strict=True)]
+    on5 = expect[expect["vertex"] < fig_brain.N_FSAVERAGE5]
+    m = shown.merge(on5, on=["hemi", "vertex"], suffixes=("", "_view"))
+    assert len(m) == len(shown) == len(on5) == 64  # 37 + 27 on fsaverage5; 3 + 3 beyond are left off, and said so
+    np.testing.assert_allclose(m["depth"], m["depth_view"], rtol=1e-12)
+    np.testing.assert_allclose(m["r"], m["r_view"], rtol=1e-12)
+    assert "64 of 70 units on fsaverage5 vertices (6 on fsaverage vertices beyond the first 10242 left off)" in sec.caption
+    # the per-vertex arrays handed to nilearn are those values at those vertices, NaN elsewhere
+    arrays = fig_brain.surface_arrays(sec.data["a23"][sec.data["a23"]["backbone"] == bb], "depth")
+    for h, a in arrays.items():
+        got = shown[shown["hemi"] == h]
+        assert np.isfinite(a).sum() == len(got)
+        np.testing.assert_allclose(a[got["vertex"]], got["depth"], rtol=1e-12)
+    surf = next(p for p in sec.plots if p.label == "a23 surface")
+    png = surf.png(dpi=60)
+    assert non_blank(Image.open(io.BytesIO(png))) and coloured_share(png) > 0.001
+    assert [p.label for p in sec.plots] == ["a23", "a23 surface"]  # the flat map stays beside it
+
+
+def test_brain_surface_degrades_without_nilearn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.report import fig_brain
+    from harness.report.figure import Context
+    from harness.report.reader import Reader
+
+    store, outside, _ = surface_board(tmp_path)
+    monkeypatch.setitem(sys.modules, "nilearn.plotting", None)  # import fails as if nilearn were absent
+    sec = fig_brain.build(Context(reader=Reader(store), outside=outside))
+    assert [p.label for p in sec.plots] == ["a23"] and "surface:a23" not in sec.data
+    assert "a23: no surface view, nilearn is not installed" in sec.caption
+
+
+def test_shipped_fsaverage5_is_icosahedrally_nested() -> None:
+    """Figure 7 draws fsaverage data on nilearn's shipped fsaverage5 by index, which holds because FreeSurfer's meshes
+    append each subdivision's vertices after the previous level's (brainder.org 2016; nilearn issue #3415). Checked on
+    the shipped mesh itself: the 12 icosahedron corners come first (the only valence-5 vertices), and each vertex past
+    the first 2562 (ico4) is an edge midpoint with exactly two neighbours among them, which have none among themselves."""
+    pytest.importorskip("nilearn", reason="the surface view needs nilearn (pip install 'harness[report]')")
+    from nilearn.datasets import load_fsaverage
+
+    from harness.report.fig_brain import N_FSAVERAGE5, SURFACE_MESH
+
+    for part in ("left", "right"):
+        mesh = load_fsaverage(SURFACE_MESH)["sphere"].parts[part]
+        assert len(mesh.coordinates) == N_FSAVERAGE5
+        f = np.asarray(mesh.faces)
+        edges = np.unique(np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [0, 2]]]), axis=1), axis=0)
+        valence = np.bincount(edges.ravel(), minlength=N_FSAVERAGE5)
+        np.testing.assert_array_equal(np.flatnonzero(valence == 5), np.arange(12))
+        old = edges < 2562
+        n_old = np.zeros(N_FSAVERAGE5, int)
+        np.add.at(n_old, edges[:, 0], old[:, 1])
+        np.add.at(n_old, edges[:, 1], old[:, 0])
+        assert set(n_old[2562:]) == {2} and set(n_old[:2562]) == {0}

@@ -19,6 +19,9 @@ import pandas as pd
 from harness.contracts import Dataset, RDMTargets, VoxelTargets
 from harness.errors import HarnessError
 
+#: voxel-table columns that place a unit on the fsaverage surface (NSD in fsaverage space, Algonauts 2023)
+SURFACE_COLUMNS = frozenset({"hemi", "fsaverage_index"})
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -50,14 +53,16 @@ class Outside:
         return t if isinstance(t, RDMTargets) else None
 
     def voxels(self, name: str, subject: str) -> pd.DataFrame | None:
-        """The voxel table (voxel_id, roi, x, y[, z]) of one subject, when the dataset has coordinates."""
+        """The voxel table of one subject when its units can be placed: coordinates (voxel_id, roi, x, y[, z]) for
+        the flat map, and/or fsaverage vertices (``hemi`` lh/rh, ``fsaverage_index``) for the surface view."""
         ds = self.dataset(name)
         if ds is None or ds.target_kind != "voxels" or subject not in ds.subjects():
             return None
         t = ds.targets(subject)
-        if not isinstance(t, VoxelTargets) or not {"x", "y"} <= set(t.voxels.columns):
+        if not isinstance(t, VoxelTargets):
             return None
-        return t.voxels
+        cols = set(t.voxels.columns)
+        return t.voxels if {"x", "y"} <= cols or cols >= SURFACE_COLUMNS else None
 
     def categories(self, name: str) -> list[str] | None:
         """Per-stimulus category labels, for datasets whose plugin offers ``labels()`` with a ``category``

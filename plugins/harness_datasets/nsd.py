@@ -389,6 +389,8 @@ class NSD(VoxelDataset):
             xyz = self._coords(p)
             df = pd.DataFrame({"voxel_id": ids, "roi": p["cols"][self.args.roi_column], "hemi": h,
                                "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+            if self.surface_space:  # the vertex on fsaverage, as Algonauts 2023 gives it: the report's surface view
+                df.insert(3, "fsaverage_index", np.asarray(idx, np.int64))
             for name, vals in p["cols"].items():
                 df[name] = vals
             frames.append(df)
