@@ -140,6 +140,25 @@ def test_no_intercept_matches_sklearn() -> None:
     np.testing.assert_allclose(ours.predict(Xt), sk.predict(Xt), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_factorisation_route_and_ill_conditioned_fallback(backend: str) -> None:
+    """Tall designs are factorised through eigh(Xc^T Xc); a near-collinear design
+    (cond^2 ~ 1e13) fails its orthonormality check, LAPACK's SVD takes over, and the
+    fit still equals scikit-learn's."""
+    X, Y, Xt, _ = make_data(60, 15, 12, seed=3)
+    m = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(X, Y)
+    assert m.factorisation_.startswith("eigh(Xc^T Xc)"), m.factorisation_
+    Xs, Xts = X.copy(), Xt.copy()
+    rng = np.random.default_rng(0)
+    Xs[:, -1] = Xs[:, 0] + 1e-6 * rng.standard_normal(len(X))
+    Xts[:, -1] = Xts[:, 0]
+    sk = SkRidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(Xs, Y)
+    ours = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(Xs, Y)
+    assert ours.factorisation_.startswith("svd(Xc) [gesdd]"), ours.factorisation_
+    np.testing.assert_array_equal(ours.best_alphas_, sk.alpha_)
+    np.testing.assert_allclose(ours.predict(Xts), sk.predict(Xts), rtol=1e-8, atol=1e-8 * np.abs(Y).max())
+
+
 # --------------------------------------------------------------------------- K-fold
 def _bruteforce_kfold(
     X: np.ndarray,
@@ -267,7 +286,7 @@ def test_get_backend_names() -> None:
     assert get_backend("numpy").name == "numpy"
     assert get_backend("torch").name == "torch"
     assert get_backend("auto").name == (
-        "torch_cuda" if torch.cuda.is_available() else "torch"
+        "torch_cuda" if torch.cuda.is_available() else "numpy"
     )
     assert get_backend(get_backend("numpy")) is get_backend("numpy")
     with pytest.raises(ValueError, match="unknown ridge backend"):

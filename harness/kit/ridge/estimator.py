@@ -90,7 +90,7 @@ class RidgeCV:
         ``(train, val)`` index pairs, or a splitter with ``split``.
     fit_intercept : fit an unpenalised intercept (centres X and Y).
     scoring : ``"mse"`` (default) or ``"r2"`` (K-fold only) to select alphas.
-    backend : ``"auto"`` (CUDA if available, else torch CPU), ``"torch"``,
+    backend : ``"auto"`` (CUDA if available, else NumPy/OpenBLAS on CPU), ``"torch"``,
         ``"torch_cuda"``, ``"numpy"``, or a backend object.
     dtype : working precision of the large products, ``"float32"`` or ``"float64"``.
         The decomposition is always float64.  Use float64 to reproduce
@@ -106,6 +106,9 @@ class RidgeCV:
     coef_ : (n_features, n_targets) coefficients ((n_features,) for 1-D y).
     intercept_ : (n_targets,) intercepts (a float for 1-D y).
     n_features_in_ : number of features seen in ``fit``.
+    backend_ : name of the backend that ran the fit.
+    factorisation_ : how the design was factorised (route and LAPACK driver), so a
+        slow fit can be traced to its decomposition.
     """
 
     def __init__(
@@ -228,6 +231,7 @@ class RidgeCV:
         self.intercept_ = float(res.intercept[0]) if ravel else res.intercept
         self.n_features_in_ = int(X.shape[1])
         self.backend_ = get_backend(self.backend).name
+        self.factorisation_ = res.factorisation
         self._ravel = ravel
         return self
 
