@@ -53,8 +53,8 @@ def test_loo_float64_matches_sklearn_exactly(regime: str, backend: str) -> None:
     np.testing.assert_allclose(ours.predict(Xt), sk.predict(Xt), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ours.coef_, sk.coef_.T, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.intercept_, sk.intercept_, rtol=1e-9, atol=1e-9)
-    # cv_scores_ holds the LOO MSE; sklearn keeps minus its minimum.
-    np.testing.assert_allclose(ours.cv_scores_.min(0), -sk.best_score_, rtol=1e-9)
+    # cv_scores_ holds the LOO MSE (NaN where an alpha provably cannot win); sklearn keeps minus its minimum.
+    np.testing.assert_allclose(np.nanmin(ours.cv_scores_, 0), -sk.best_score_, rtol=1e-9)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -71,7 +71,7 @@ def test_loo_float32_close_to_sklearn(regime: str, backend: str) -> None:
     pred, ref = ours.predict(Xt)[:, same], sk.predict(Xt)[:, same]
     np.testing.assert_allclose(pred, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
     np.testing.assert_allclose(
-        ours.cv_scores_.min(0)[same], -sk.best_score_[same], rtol=1e-3
+        np.nanmin(ours.cv_scores_, 0)[same], -sk.best_score_[same], rtol=1e-3
     )
 
 
@@ -83,7 +83,7 @@ def test_float32_near_ties_are_rescored_in_float64(
     from harness.kit.ridge import solvers
 
     X, Y, _, _ = make_data(*REGIMES["n>p"], seed=17)
-    ref = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(X, Y)
+    ref = RidgeCV(ALPHAS, backend=backend, dtype="float64", all_scores=True).fit(X, Y)
     monkeypatch.setattr(solvers, "REFINE_RTOL", np.inf)
     Yin = (
         torch.from_numpy(Y) if backend == "torch" else Y
@@ -99,7 +99,7 @@ def test_float32_near_ties_are_rescored_in_float64(
 def test_loo_scores_equal_literal_leave_one_out() -> None:
     """The closed form is exact LOO for ridge with an unpenalised intercept."""
     X, Y, _, _ = make_data(14, 4, 3, seed=2)
-    ours = RidgeCV(ALPHAS, backend="numpy", dtype="float64").fit(X, Y)
+    ours = RidgeCV(ALPHAS, backend="numpy", dtype="float64", all_scores=True).fit(X, Y)
     brute = np.zeros((len(ALPHAS), Y.shape[1]))
     for i, alpha in enumerate(ALPHAS):
         for k in range(X.shape[0]):
@@ -138,6 +138,45 @@ def test_no_intercept_matches_sklearn() -> None:
     )
     np.testing.assert_array_equal(ours.best_alphas_, sk.alpha_)
     np.testing.assert_allclose(ours.predict(Xt), sk.predict(Xt), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_factorisation_route_and_ill_conditioned_fallback(backend: str) -> None:
+    """Tall designs are factorised through eigh(Xc^T Xc); a near-collinear design
+    (cond^2 ~ 1e13) fails its orthonormality check, LAPACK's SVD takes over, and the
+    fit still equals scikit-learn's."""
+    X, Y, Xt, _ = make_data(60, 15, 12, seed=3)
+    m = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(X, Y)
+    assert m.factorisation_.startswith("eigh(Xc^T Xc)"), m.factorisation_
+    Xs, Xts = X.copy(), Xt.copy()
+    rng = np.random.default_rng(0)
+    Xs[:, -1] = Xs[:, 0] + 1e-6 * rng.standard_normal(len(X))
+    Xts[:, -1] = Xts[:, 0]
+    sk = SkRidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(Xs, Y)
+    ours = RidgeCV(ALPHAS, backend=backend, dtype="float64").fit(Xs, Y)
+    assert ours.factorisation_.startswith("svd(Xc) [gesdd]"), ours.factorisation_
+    np.testing.assert_array_equal(ours.best_alphas_, sk.alpha_)
+    np.testing.assert_allclose(ours.predict(Xts), sk.predict(Xts), rtol=1e-8, atol=1e-8 * np.abs(Y).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pruned_loo_skips_only_alphas_that_cannot_win(backend: str, dtype: str) -> None:
+    """The default LOO path scores exactly only alphas whose error bound can beat the
+    best upper bound; the skipped ones (NaN) must really be worse, and the fit
+    must equal the one that scores every alpha."""
+    X, Y, Xt, _ = make_data(400, 20, 300, seed=8)
+    full = RidgeCV(ALPHAS, backend=backend, dtype=dtype, all_scores=True).fit(X, Y)
+    fast = RidgeCV(ALPHAS, backend=backend, dtype=dtype).fit(X, Y)
+    skipped = np.isnan(fast.cv_scores_)
+    assert 0.3 < skipped.mean() < 1.0, "n >> p: most alphas should be pruned"
+    assert not np.isnan(full.cv_scores_).any()
+    np.testing.assert_array_equal(fast.best_alphas_, full.best_alphas_)
+    np.testing.assert_allclose(fast.predict(Xt), full.predict(Xt), rtol=1e-6, atol=1e-6 * np.abs(Y).max())
+    best = full.cv_scores_.min(0, keepdims=True)
+    assert np.all(full.cv_scores_[skipped] > np.broadcast_to(best, skipped.shape)[skipped])
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(fast.cv_scores_[~skipped], full.cv_scores_[~skipped], rtol=tol)
 
 
 # --------------------------------------------------------------------------- K-fold
@@ -267,7 +306,7 @@ def test_get_backend_names() -> None:
     assert get_backend("numpy").name == "numpy"
     assert get_backend("torch").name == "torch"
     assert get_backend("auto").name == (
-        "torch_cuda" if torch.cuda.is_available() else "torch"
+        "torch_cuda" if torch.cuda.is_available() else "numpy"
     )
     assert get_backend(get_backend("numpy")) is get_backend("numpy")
     with pytest.raises(ValueError, match="unknown ridge backend"):

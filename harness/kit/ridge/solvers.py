@@ -8,24 +8,30 @@ Why it is fast
 Brain-encoding fits have few stimuli/features (``n ~ 10^3``, ``p ~ 10^3``) but
 many targets (``t ~ 4·10^4`` voxels) and a grid of ``a ~ 10`` alphas.  Every
 alpha shares the *same* decomposition of the design, so the design is
-factorised once, ``Xc = U diag(s) V^T`` (thin SVD when ``n >= p``, the ``n x n``
-kernel eigendecomposition when ``p > n``), and everything per alpha becomes a
-rescaling of the singular values:
+factorised once, ``Xc = U diag(s) V^T`` (thin SVD from the eigendecomposition
+of ``Xc^T Xc`` when ``n >= p``, checked for orthonormality with LAPACK's SVD as
+fallback; the ``n x n`` kernel eigendecomposition when ``p > n``), and
+everything per alpha becomes a rescaling of the singular values:
 
 * leave-one-out residuals (``g_j = alpha / (s_j^2 + alpha)``)::
 
-      r(alpha)   = y_perp + U diag(g) U^T y,     y_perp = y - U U^T y
+      r(alpha)   = y_c - U diag(1 - g) U^T y   (= y_perp + U diag(g) U^T y)
       1 - h_i    = lev_perp_i + sum_j U_ij^2 g_j,  lev_perp_i = 1 - 1/n - ||U_i||^2
       LOO error  = mean_i (r_i / (1 - h_i))^2
 
   (``1/n`` is the hat value of the unpenalised intercept on centred data; this is
-  exactly scikit-learn's efficient LOO, ``_RidgeGCV``).  Writing the residual as
-  ``y_perp + U diag(g) z`` instead of ``y - U diag(1-g) z`` keeps the small
-  terms small, so float32 picks the same alphas as float64 almost always.
+  exactly scikit-learn's efficient LOO, ``_RidgeGCV``).  The first form costs one
+  GEMM per alpha with ``y_c`` subtracted inside it; the second would need one more
+  GEMM per chunk for ``y_perp`` and was measured no more accurate in float32
+  (median relative LOO error 7e-8 either way, 2000 voxels).
 * coefficients: ``w(alpha) = V diag(s / (s^2 + alpha)) U^T y``.
 
 Per alpha the only O(n·k·t) work is one GEMM; ``U^T y`` is computed once per
-target chunk and shared by every alpha and by the final refit.  The refit needs
+target chunk and shared by every alpha and by the final refit.  That GEMM is
+the floor of exact LOO (the leverage weights change with alpha), so by default
+it is run only for the (alpha, target) pairs that can still be the minimum: a
+bound on each LOO error from O(n + k) work per pair
+(:func:`_loo_chunk_pruned`) rules out ~80 % of them when n >> p.  The refit needs
 no loop over alphas at all: scaling each column of ``U^T Y`` by the filter
 factors of *its own* chosen alpha turns "group the targets by alpha, one matmul
 per group" into a single matmul for all targets.
@@ -85,6 +91,7 @@ class RidgeCVResult:
     cv_scores: np.ndarray  # (n_alphas, n_targets)
     coef: np.ndarray | None  # (n_features, n_targets)
     intercept: np.ndarray | None  # (n_targets,)
+    factorisation: str = ""  # route of the full-data decomposition (empty for K-fold without refit)
 
 
 @dataclass
@@ -94,7 +101,8 @@ class Decomposition:
     ``U``/``V`` are kept in the working dtype for the big products, ``s`` and
     ``lev_perp`` in float64 for the per-alpha scalars.  ``spans_complement``
     records that ``U`` spans every direction a centred target can have, in
-    which case ``y_perp`` is identically zero and its GEMM is skipped.
+    which case ``y_perp`` is identically zero and the residual GEMM has no
+    target term (``U diag(g) z`` instead of ``y_c - U diag(1-g) z``).
 
     ``Ua`` is ``U`` with, when fitting an intercept, one extra column
     ``1/sqrt(n)`` (orthonormal to ``U`` because ``Xc`` is centred).  A
@@ -113,6 +121,7 @@ class Decomposition:
     spans_complement: bool
     fit_intercept: bool
     U64: Array  # (n, k) float64, kept for the leverages
+    route: str = ""  # how it was factorised (LAPACK driver), for benchmarks and reports
 
     @property
     def k(self) -> int:
@@ -233,6 +242,47 @@ def resolve_cv(
     return splits
 
 
+#: Largest ``max|U^T U - I|`` accepted from the Gram route of :func:`_thin_svd_via_gram`.
+#: The error is ~``eps * cond(Xc)^2``; 1e-10 keeps s, U and V as accurate as the
+#: float64 tests against scikit-learn require (rtol 1e-9) and falls back to LAPACK's
+#: SVD for designs with condition number above ~10^3.
+GRAM_ORTHOGONALITY_TOL: float = 1e-10
+
+
+def _thin_svd_via_gram(b: Backend, Xc: Array) -> tuple[Array, Array, Array, str]:
+    """Thin SVD of a tall float64 ``Xc`` (n >= p) from the eigendecomposition of ``Xc^T Xc``.
+
+    Why: LAPACK's ``gesdd`` of a 3000 x 768 design is a chain of BLAS-2 calls
+    (bidiagonalisation) and took 1.1 s on one core; the Gram route is two
+    float64 GEMMs plus a 768 x 768 ``eigh`` (~0.25 s).  Squaring the matrix squares
+    its condition number, so the result is accepted only when ``U`` comes out
+    orthonormal to :data:`GRAM_ORTHOGONALITY_TOL`; otherwise the exact SVD is used.
+    Returns ``(U, s, V, route)`` with ``s`` descending, numerically zero directions
+    dropped, and ``route`` naming the LAPACK driver that ran.
+    """
+    n, p = Xc.shape
+    eps = float(np.finfo(np.float64).eps)
+    lam, Q = b.eigh(b.matmul(Xc.T, Xc))  # ascending
+    lam_np = b.to_numpy(lam)
+    lam_max = float(lam_np[-1]) if lam_np.size else 0.0
+    keep = np.flatnonzero(lam_np > max(lam_max, 0.0) * max(n, p) * eps)[::-1].copy()
+    # A (numerically) rank-deficient design goes to the SVD: the Gram matrix cannot
+    # tell which of its tiny singular values the SVD would keep.
+    if 0 < keep.size == lam_np.size:
+        keep_b = b.index(keep)
+        s = b.sqrt(lam[keep_b])
+        V = b.asarray(Q[:, keep_b])
+        U = b.matmul(Xc, V) / s
+        err = b.to_numpy(b.matmul(U.T, U)) - np.eye(keep.size)
+        if float(np.abs(err).max()) <= GRAM_ORTHOGONALITY_TOL:
+            return U, s, V, "eigh(Xc^T Xc) [syevd], float64"
+    U, s, Vt = b.svd(Xc)
+    s_np = b.to_numpy(s)
+    s_max = float(s_np[0]) if s_np.size else 0.0
+    k = int(np.count_nonzero(s_np > s_max * max(n, p) * eps))
+    return U[:, :k], s[:k], Vt[:k].T, "svd(Xc) [gesdd], float64 (Gram route not orthonormal)"
+
+
 def decompose(
     backend: Backend, X: Array, fit_intercept: bool, dtype: str
 ) -> Decomposition:
@@ -265,13 +315,9 @@ def decompose(
         U64 = Q[:, keep_b]
         s = b.sqrt(lam[keep_b])
         V64 = b.matmul(Xc.T, U64) / s
+        route = "eigh(Xc Xc^T) [syevd], float64"
     else:
-        U64, s, Vt = b.svd(Xc)
-        s_np = b.to_numpy(s)
-        s_max = float(s_np[0]) if s_np.size else 0.0
-        tol = s_max * max(n, p) * eps
-        k = int(np.count_nonzero(s_np > tol))
-        U64, s, V64 = U64[:, :k], s[:k], Vt[:k].T
+        U64, s, V64, route = _thin_svd_via_gram(b, Xc)
     U64 = b.asarray(U64, "float64")
     V64 = b.asarray(V64, "float64")
     k = int(s.shape[0])
@@ -290,17 +336,22 @@ def decompose(
         spans_complement=spans,
         fit_intercept=fit_intercept,
         U64=U64,
+        route=route,
     )
 
 
 def _loo_weights(
     b: Backend, dec: Decomposition, alphas: np.ndarray, dtype: str
 ) -> tuple[Array, Array]:
-    """Per-alpha shrink factors ``g`` (a, k) and LOO weights ``1/(n (1-h)^2)`` (a, n).
+    """Per-alpha column factors ``c`` (a, k) of the residual GEMM and LOO weights ``1/(n (1-h)^2)`` (a, n).
 
-    Computed in float64 (tiny: O(n k a)) and cast to the working dtype.  A zero
-    denominator (a sample with leverage 1) gives an infinite weight, i.e. an
-    infinite LOO error for that alpha, which therefore is never selected.
+    ``c`` is the shrink factor ``g = alpha / (s^2 + alpha)`` when ``U`` spans every
+    centred target (residual ``U diag(g) U^T y``), else the fit factor
+    ``1 - g = s^2 / (s^2 + alpha)`` (residual ``y_c - U diag(1 - g) U^T y``); see
+    :func:`_loo_chunk`.  Computed in float64 (tiny: O(n k a)) and cast to the
+    working dtype.  A zero denominator (a sample with leverage 1) gives an
+    infinite weight, i.e. an infinite LOO error for that alpha, which therefore
+    is never selected.
     """
     n = dec.U64.shape[0]
     al = b.asarray(alphas, "float64")
@@ -309,7 +360,8 @@ def _loo_weights(
     one_minus_h = dec.lev_perp[None, :] + b.matmul(g, (dec.U64 * dec.U64).T)  # (a, n)
     with np.errstate(divide="ignore"):
         w = 1.0 / (n * one_minus_h * one_minus_h)
-    return b.asarray(g, dtype), b.asarray(w, dtype)
+    c = g if dec.spans_complement else s2[None, :] / (s2[None, :] + al[:, None])
+    return b.asarray(c, dtype), b.asarray(w, dtype)
 
 
 def _filters(b: Backend, s: Array, alphas: np.ndarray, dtype: str) -> Array:
@@ -337,36 +389,136 @@ def _loo_chunk(
     b: Backend,
     dec: Decomposition,
     Yt: Array,
-    g: Array,
+    c: Array,
     w: Array,
-    Ug: list[Array] | None,
+    Uc: list[Array] | None,
 ) -> tuple[Array, Array, Array | None]:
     """LOO mean squared errors (a, c) for one *raw* target-major chunk ``Yt`` (c, n).
 
     Also returns ``Zt = Yc @ U`` (c, k), shared by all alphas and the refit,
-    and the chunk's means (``None`` without intercept).  Per alpha: one GEMM
-    with the residual subtraction fused in, one in-place square and one
-    matrix-vector product with the leverage weights.
+    and the chunk's means (``None`` without intercept).  ``Yt`` is centred in
+    place.  Per alpha: one GEMM with the centred targets subtracted inside it
+    (``y_c - U diag(1-g) z``, the negated residual; or ``U diag(g) z`` when ``U``
+    spans every centred target), one in-place square and one matrix-vector
+    product with the leverage weights.
+
+    Why not ``y_perp + U diag(g) z``: forming ``y_perp = y_c - U z`` is one more
+    n x k x c GEMM per chunk (12 instead of 11 for 10 alphas); float32 rounding
+    of both forms is ~eps * |y_c|, and near-ties are re-scored in float64 anyway.
     """
-    n_alphas = g.shape[0]
+    n_alphas = c.shape[0]
     Za = b.linear(Yt, dec.Uat)  # (c, k[+1]): U^T y and sqrt(n) mean(y)
-    # -y_perp = Ua (Ua^T y) - y: centring and projection in one fused GEMM.
-    neg_yperp = (
-        None if dec.spans_complement else b.linear_add(Za, dec.Ua, Yt, beta=-1.0)
-    )
     Zt, y_mean = dec.split(b, Za)
     del Za
+    Yc = None
+    if not dec.spans_complement:
+        Yc = Yt
+        if y_mean is not None:
+            Yc -= y_mean[:, None]
     errors = b.zeros((n_alphas, Yt.shape[0]), b.dtype_of(Yt))
     for a in range(n_alphas):
-        # (c, n) residuals y_perp + U diag(g) U^T y, before the leverage weighting
-        x, wt = (Zt, Ug[a]) if Ug is not None else (Zt * g[a], dec.U)
-        R = (
-            b.linear(x, wt)
-            if neg_yperp is None
-            else b.linear_add(x, wt, neg_yperp, beta=-1.0)
-        )
+        x, wt = (Zt, Uc[a]) if Uc is not None else (Zt * c[a], dec.U)
+        R = b.linear(x, wt) if Yc is None else b.linear_add(x, wt, Yc, beta=-1.0)
         errors[a] = b.matmul(b.square_(R), w[a])
         del R, x
+    return errors, Zt, y_mean
+
+
+#: Relative slack of the pruning test in :func:`_loo_chunk_pruned`: an alpha is
+#: skipped only if its LOO error is provably above the best upper bound by more
+#: than this.  10x :data:`REFINE_RTOL`, so every near-tie the float64 re-scoring
+#: looks at is still scored, and far above float32 rounding (~1e-6).
+PRUNE_RTOL: float = 1e-3
+
+
+@dataclass
+class _LooBounds:
+    """Per-fit operands of the LOO error bounds (see :func:`_loo_chunk_pruned`)."""
+
+    g: Array  # (a, k) shrink factors alpha / (s^2 + alpha), working dtype
+    g2: Array  # (a, k) g^2: ||U diag(g) z||^2 = (z^2) . g^2 because U is orthonormal
+    Ug: list[Array] | None  # [U diag(g_a)] within the memory budget
+    Wm: Array  # (2a, n): LOO weights w_a, then (w_a - mean w_a)^2 / w_a
+    w_lo: np.ndarray  # (a,) min_i w_a,i
+    w_hi: np.ndarray  # (a,) max_i w_a,i
+
+
+def _prepare_bounds(
+    b: Backend, dec: Decomposition, alphas: np.ndarray, dtype: str, budget_items: int
+) -> _LooBounds | None:
+    """Operands of the bounds (float64 maths, cast to ``dtype``); ``None`` when a weight is infinite."""
+    n = dec.U64.shape[0]
+    al = b.asarray(alphas, "float64")
+    s2 = dec.s * dec.s
+    g = al[:, None] / (s2[None, :] + al[:, None])  # (a, k)
+    one_minus_h = dec.lev_perp[None, :] + b.matmul(g, (dec.U64 * dec.U64).T)  # (a, n)
+    if float(b.to_numpy(one_minus_h).min()) <= 0.0:
+        return None  # a sample with leverage 1: keep the exact path's inf handling
+    w = 1.0 / (n * one_minus_h * one_minus_h)
+    d = (w - b.mean(w, 1)[:, None]) ** 2 / w
+    w_np = b.to_numpy(w)
+    gd = b.asarray(g, dtype)
+    return _LooBounds(
+        g=gd,
+        g2=b.asarray(g * g, dtype),
+        Ug=_scaled_columns(b, dec.U, gd, budget_items),
+        Wm=b.asarray(b.concat([w, d], 0), dtype),
+        w_lo=w_np.min(1),
+        w_hi=w_np.max(1),
+    )
+
+
+def _loo_chunk_pruned(
+    b: Backend, dec: Decomposition, Yt: Array, lb: _LooBounds
+) -> tuple[Array, Array, Array | None]:
+    """:func:`_loo_chunk` that scores exactly only the alphas that can still win.
+
+    Why: with ``r = y_perp + v``, ``v = U diag(g) z``, the LOO error is
+    ``E = A + B + 2C`` with ``A = sum_i w_i y_perp_i^2`` (one n x 2a product for
+    all alphas), ``B = sum_i w_i v_i^2`` in ``[min w, max w] * ||v||^2`` where
+    ``||v||^2 = sum_j g_j^2 z_j^2`` (U is orthonormal; one k x a product), and,
+    because ``y_perp`` is orthogonal to ``v``, ``C = sum_i (w_i - mean w) y_perp_i v_i``,
+    so ``|C| <= sqrt(D B)`` with ``D = sum_i (w_i - mean w)^2 / w_i y_perp_i^2``
+    (Cauchy-Schwarz; D comes from the same n x 2a product as A).  The leverage
+    weights vary little when n >> k (max/min w <= 1.2 on the benchmark), so the
+    interval is narrow: ~2 of 10 alphas per voxel survive
+    ``lower(alpha) <= min upper * (1 + PRUNE_RTOL)`` and only those get the exact
+    n x k GEMM.  Skipped alphas are provably not the minimum and are returned
+    as NaN (never selected; ``all_scores=True`` scores every alpha).  When the
+    weights vary a lot nothing is pruned and the cost is one GEMM more than
+    :func:`_loo_chunk` (the ``y_perp`` product).
+    """
+    n_alphas = lb.g.shape[0]
+    dtype = b.dtype_of(Yt)
+    Za = b.linear(Yt, dec.Uat)  # (c, k[+1]): U^T y and sqrt(n) mean(y)
+    neg_yperp = b.linear_add(Za, dec.Ua, Yt, beta=-1.0)  # centring and projection fused
+    Zt, y_mean = dec.split(b, Za)
+    del Za
+
+    def host(x: Array) -> np.ndarray:
+        return b.to_numpy(b.astype(x, "float64"))
+
+    AD = host(b.linear(neg_yperp * neg_yperp, lb.Wm))  # (c, 2a)
+    A, D = AD[:, :n_alphas], np.maximum(AD[:, n_alphas:], 0.0)
+    nv = np.maximum(host(b.linear(Zt * Zt, lb.g2)), 0.0)  # (c, a): ||v||^2
+    cross = 2.0 * np.sqrt(D * lb.w_hi * nv)
+    upper = (A + lb.w_hi * nv + cross).min(1, keepdims=True)
+    keep = (A + lb.w_lo * nv - cross) <= upper * (1.0 + PRUNE_RTOL)  # (c, a)
+    errors = b.asarray(np.full((n_alphas, Yt.shape[0]), np.nan), dtype)
+    for a in range(n_alphas):
+        rows = np.flatnonzero(keep[:, a])
+        if rows.size == 0:
+            continue
+        ri = None if rows.size == keep.shape[0] else b.index(rows)
+        x = Zt if ri is None else Zt[ri]
+        yp = neg_yperp if ri is None else neg_yperp[ri]
+        x, wt = (x, lb.Ug[a]) if lb.Ug is not None else (x * lb.g[a], dec.U)
+        e = b.matmul(b.square_(b.linear_add(x, wt, yp, beta=-1.0)), lb.Wm[a])
+        if ri is None:
+            errors[a] = e
+        else:
+            errors[a, ri] = e
+        del x, yp
     return errors, Zt, y_mean
 
 
@@ -481,6 +633,7 @@ def solve_ridge_cv(
     dtype: str = "float32",
     n_targets_batch: int | None = DEFAULT_TARGETS_BATCH,
     refit: bool = True,
+    all_scores: bool = False,
 ) -> RidgeCVResult:
     """Ridge regression with a per-target alpha chosen by LOO or K-fold CV.
 
@@ -501,6 +654,10 @@ def solve_ridge_cv(
         the working precision of the large products.
     n_targets_batch : targets per chunk (``None``: all at once).
     refit : also return coefficients refit on all samples with each target's alpha.
+    all_scores : in LOO mode, score every alpha exactly.  By default alphas that
+        a bound proves cannot be a target's minimum are skipped (NaN in
+        ``cv_scores``; see :func:`_loo_chunk_pruned`); the chosen alphas are the
+        same either way and the finite scores agree to float32 rounding.
 
     Input validation (shapes, NaN) is the estimator's job; this function
     trusts its inputs to stay fast.
@@ -535,8 +692,13 @@ def solve_ridge_cv(
         full = decompose(b, X64, fit_intercept, dtype)
         filt_t = _filters(b, full.s, alphas, dtype)
     if splits == "loo":
-        g, w = _loo_weights(b, full, alphas, dtype)
-        Ug = _scaled_columns(b, full.U, g, budget)
+        c, w = _loo_weights(b, full, alphas, dtype)
+        bounds = (
+            None
+            if all_scores or full.spans_complement
+            else _prepare_bounds(b, full, alphas, dtype, budget)
+        )
+        Uc = None if bounds is not None else _scaled_columns(b, full.U, c, budget)
     else:
         folds = _prepare_folds(b, X64, splits, alphas, fit_intercept, dtype, budget)
 
@@ -550,7 +712,11 @@ def solve_ridge_cv(
         sl = slice(start, min(start + batch, n_targets))
         Yt = _load_chunk(b, Y, sl, dtype)  # (c, n), raw (not centred)
         if splits == "loo":
-            scores, Zt, y_mean = _loo_chunk(b, full, Yt, g, w, Ug)
+            scores, Zt, y_mean = (
+                _loo_chunk(b, full, Yt, c, w, Uc)
+                if bounds is None
+                else _loo_chunk_pruned(b, full, Yt, bounds)
+            )
         else:
             scores = _kfold_chunk_scores(b, folds, Yt, scoring)
         cv_scores[:, sl] = b.to_numpy(scores)
@@ -573,6 +739,7 @@ def solve_ridge_cv(
         cv_scores=cv_scores,
         coef=coef,
         intercept=intercept,
+        factorisation=full.route if full is not None else "",
     )
 
 
@@ -667,6 +834,7 @@ def ridge_loo_alphas(
     backend: str | Backend = "auto",
     dtype: str = "float32",
     n_targets_batch: int | None = DEFAULT_TARGETS_BATCH,
+    all_scores: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-target best alpha by efficient leave-one-out, without the refit.
 
@@ -674,6 +842,7 @@ def ridge_loo_alphas(
     selection matches ``sklearn.linear_model.RidgeCV(alphas,
     alpha_per_target=True)`` (first alpha in the list wins ties).  Useful when
     only the hyper-parameters are needed (e.g. to reuse across feature sets).
+    ``all_scores=False`` is faster and leaves NaN where an alpha provably cannot win.
     """
     res = solve_ridge_cv(
         X,
@@ -685,5 +854,6 @@ def ridge_loo_alphas(
         dtype=dtype,
         n_targets_batch=n_targets_batch,
         refit=False,
+        all_scores=all_scores,
     )
     return res.best_alphas, res.cv_scores
