@@ -77,6 +77,11 @@ def test_joined_sets_of_unequal_sizes_score_with_ci_and_permutations(ci_over: st
         assert s.extra["n_stimuli"] == subj.shape[1]
         if ci_over == "subjects":
             assert s.ci_low <= s.raw <= s.ci_high and s.extra["ci_note"] is None
+            # a mean of resampled subjects' r² cannot leave their range (the bug: raw and normalised replicates
+            # pooled into one percentile, so the upper bound was on the % scale)
+            r2 = [x.raw for x in scores if x.roi == roi and x.subject]
+            assert min(r2) <= s.ci_low and s.ci_high <= max(r2)
+            assert s.extra["norm_ci_high"] == pytest.approx(100 * s.ci_high / s.ceiling, rel=1e-12)
     assert main["mean"].ci_low is not None and main["mean"].extra["perm_p"] is not None
 
 
