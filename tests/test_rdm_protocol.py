@@ -241,7 +241,12 @@ def test_rsa_head_chooses_its_layer_on_the_training_images_only() -> None:
                    folds=[RDMFold(roi="B/IT", test=np.arange(18), train={"A/IT": np.arange(12)}, subjects="held_out")])
     t.validate(30, "toy")
     stim = Stimuli(ids=tuple(map(str, range(30))), load=lambda i: None, digest="x")  # type: ignore[arg-type,return-value]
-    out = RSAHead(HeadArgs(), None).fit_predict(HeadInput(targets=t, stimuli=stim, tokens=_Tokens(feats)))  # type: ignore[arg-type]
+    from harness.contracts import BuildContext
+    from harness.settings import load_settings
+    from harness.specs import RegistryEntry
+
+    ctx = BuildContext(entry=RegistryEntry(name="rsa", kind="head", plugin="rsa"), settings=load_settings())  # type: ignore[arg-type]
+    out = RSAHead(HeadArgs(), ctx).fit_predict(HeadInput(targets=t, stimuli=stim, tokens=_Tokens(feats)))  # type: ignore[arg-type]
     assert [s["layer"] for s in out.selections] == ["L1"]
     assert set(out.model_rdms) == {"B/IT"} and out.info["protocol"] == {"images": "held_out", "subjects": "held_out"}
     np.testing.assert_allclose(out.model_rdms["B/IT"][2], _rdm(feats["L1"][b]), atol=1e-12)

@@ -45,7 +45,7 @@ def test_transfer_and_image_folds_run_record_and_export(tmp_path: Path, harness_
     path.write_text(yaml.safe_dump({"plugin_entries": False, **reg}))
     cat = build_catalog(*make_manager(extra_plugins=[_TestPlugins()]))
     settings = load_settings().with_overrides(registry=path)
-    f = Factory(catalog=cat, registry=load_registry(cat, path), settings=settings)
+    f = Factory(catalog=cat, registry=load_registry(cat, path, settings), settings=settings)
     plan = make_plan(f, backbones=["tiny"], heads=["rsa", "agg"], datasets=["xfer", "folds"], metrics=["algonauts_r2"])
     store = Store(tmp_path / "lb.duckdb")
     summary = Runner(f, store).run(plan)

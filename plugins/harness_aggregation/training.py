@@ -146,8 +146,7 @@ def _fit(source: FeatureSource, blocks: list[TrainBlock], cfg: TrainConfig, seed
                 out.best_epoch = 0
             for epoch in range(cfg.epochs):
                 batches = []
-                for bi, p in enumerate(prepared):
-                    pos = train_pos[bi]
+                for bi, pos in enumerate(train_pos):
                     perm = pos[rng.permutation(len(pos))]
                     batches += [(bi, np.sort(perm[b : b + cfg.batch_size])) for b in range(0, len(pos), cfg.batch_size)]
                 if len(prepared) > 1:  # interleave the image sets' batches
@@ -190,7 +189,7 @@ def _split(prepared: list[_Prepared], fraction: float, rng: np.random.Generator)
     train, val = [], []
     for p in prepared:
         n = p.targets.shape[-1]
-        n_val = int(round(fraction * n))
+        n_val = round(fraction * n)
         if not 2 <= n_val <= n - 2:
             raise ValueError(f"val_fraction {fraction} leaves {n_val} of {n} images for early stopping (need 2 … n − 2)")
         perm = rng.permutation(n)
