@@ -77,6 +77,11 @@ def test_joined_sets_of_unequal_sizes_score_with_ci_and_permutations(ci_over: st
         assert s.extra["n_stimuli"] == subj.shape[1]
         if ci_over == "subjects":
             assert s.ci_low <= s.raw <= s.ci_high and s.extra["ci_note"] is None
+            # a mean of resampled subjects' r² cannot leave their range (the bug: raw and normalised replicates
+            # pooled into one percentile, so the upper bound was on the % scale)
+            r2 = [x.raw for x in scores if x.roi == roi and x.subject]
+            assert min(r2) <= s.ci_low and s.ci_high <= max(r2)
+            assert s.extra["norm_ci_high"] == pytest.approx(100 * s.ci_high / s.ceiling, rel=1e-12)
     assert main["mean"].ci_low is not None and main["mean"].extra["perm_p"] is not None
 
 
@@ -236,7 +241,12 @@ def test_rsa_head_chooses_its_layer_on_the_training_images_only() -> None:
                    folds=[RDMFold(roi="B/IT", test=np.arange(18), train={"A/IT": np.arange(12)}, subjects="held_out")])
     t.validate(30, "toy")
     stim = Stimuli(ids=tuple(map(str, range(30))), load=lambda i: None, digest="x")  # type: ignore[arg-type,return-value]
-    out = RSAHead(HeadArgs(), None).fit_predict(HeadInput(targets=t, stimuli=stim, tokens=_Tokens(feats)))  # type: ignore[arg-type]
+    from harness.contracts import BuildContext
+    from harness.settings import load_settings
+    from harness.specs import RegistryEntry
+
+    ctx = BuildContext(entry=RegistryEntry(name="rsa", kind="head", plugin="rsa"), settings=load_settings())  # type: ignore[arg-type]
+    out = RSAHead(HeadArgs(), ctx).fit_predict(HeadInput(targets=t, stimuli=stim, tokens=_Tokens(feats)))  # type: ignore[arg-type]
     assert [s["layer"] for s in out.selections] == ["L1"]
     assert set(out.model_rdms) == {"B/IT"} and out.info["protocol"] == {"images": "held_out", "subjects": "held_out"}
     np.testing.assert_allclose(out.model_rdms["B/IT"][2], _rdm(feats["L1"][b]), atol=1e-12)

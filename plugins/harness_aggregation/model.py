@@ -60,6 +60,23 @@ class StageAggregator(nn.Module):
             v = v / v.norm(dim=1, keepdim=True).clamp_min(_EPS)
         return v
 
+    def prior(self, decay: float, l1: float) -> torch.Tensor:
+        """Negative log prior of the learned masks: ``decay`` · mean (m − 1)² over every trained mask entry
+        (shrinkage toward the identity) + ``l1`` · mean |m| over the trained channel and location masks (sparsity).
+        Means, not sums, so one λ means the same for stage, channel and location masks of any width."""
+        zero = self.stage.new_zeros(())
+        masks = [self.stage, *self.channel, *self.location]
+        trained = [m for m in masks if m.requires_grad]
+        if not trained or (decay == 0 and l1 == 0):
+            return zero
+        out = zero
+        if decay:
+            out = out + decay * torch.cat([(m - 1).pow(2).flatten() for m in trained]).mean()
+        sparse = [m for m in [*self.channel, *self.location] if m.requires_grad]
+        if l1 and sparse:
+            out = out + l1 * torch.cat([m.abs().flatten() for m in sparse]).mean()
+        return out
+
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat([self.stage_block(s, x) * self.stage[s] for s, x in enumerate(feats)], dim=1)
 

@@ -50,6 +50,13 @@ class AggregationArgs(PluginArgs):
     #: null: no bank, fresh random crops through the frozen net at every step (slow; the bank's baseline)
     n_crops: int | None = Field(4, ge=1)
     crop_fraction: float = Field(0.875, gt=0, le=1)
+    #: Gaussian prior pulling every learned mask toward 1 (the untrained model): λ · mean (m − 1)²
+    mask_decay: float = Field(0.0, ge=0)
+    #: sparsity (Laplace) prior on the channel and location masks: λ · mean |m|
+    mask_l1: float = Field(0.0, ge=0)
+    #: fraction of each training set's images held out for early stopping (0: train all epochs on all images);
+    #: each fit keeps its epoch with the lowest loss on the RDM among those images
+    val_fraction: float = Field(0.0, ge=0, lt=1)
     #: subject folds (each subject is predicted by the encoder trained on the other folds); null: leave one out
     folds: int | None = Field(5, ge=2)
     #: independent trainings per fold (different crop draws and batch orders); their RDMs are averaged

@@ -52,6 +52,16 @@ class RoiFits:
     scalars: np.ndarray
     per_channel: list[np.ndarray] = field(default_factory=list)  #: summed over fits: each stage's per-channel variance
     losses: list[list[float]] = field(default_factory=list)
+    best_epochs: list[int] = field(default_factory=list)  #: epoch each fit kept (early stopping only)
+
+    def add(self, fitted: Fitted, fi: int, r: int, emb: np.ndarray) -> None:
+        """Record one fit's stage shares, scalars, per-channel variance, losses and kept epoch."""
+        sh, pc = stage_shares(emb, fitted.model.widths, fitted.model.channels)
+        self.shares[fi, r], self.scalars[fi, r] = sh, fitted.model.stage.detach().cpu().numpy()
+        self.per_channel = pc if not self.per_channel else [x + y for x, y in zip(self.per_channel, pc, strict=True)]
+        self.losses.append(fitted.losses)
+        if fitted.best_epoch is not None:
+            self.best_epochs.append(fitted.best_epoch)
 
     def summary(self, a: AggregationArgs, jackknife: bool, seed: int) -> dict[str, np.ndarray]:
         """Mean stage weights with 95 % CIs across channels, folds (jackknife) and seeds."""
@@ -94,7 +104,8 @@ class StageAggregationHead(RDMHead):
         a = self.args
         return TrainConfig(masks=a.masks, pool=a.pool, normalize=a.normalize, loss=a.loss, alpha=a.alpha, beta=a.beta,
                            lr=a.lr, backbone_lr=a.backbone_lr, batch_size=a.batch_size, epochs=a.epochs,
-                           time_sd=a.time_sampling_sd or 0.25)
+                           time_sd=a.time_sampling_sd or 0.25, mask_decay=a.mask_decay, mask_l1=a.mask_l1,
+                           val_fraction=a.val_fraction)
 
     def _source(self, data: HeadInput, stages: list[str], device: str) -> FeatureSource:
         a, bb = self.args, cast(Backbone, data.backbone)  # RDMHead checked it is there (live backbone consumed)
@@ -169,6 +180,8 @@ class StageAggregationHead(RDMHead):
                 for si, stage in enumerate(stages)}
             info["stage_scalars"][roi] = summary["scalar"].tolist()
             info["train_loss"][roi] = fits.mean_loss()
+            if fits.best_epochs:
+                info.setdefault("best_epochs", {})[roi] = fits.best_epochs
         info["ci_methods"] = {"channels": "bootstrap over each stage's channels (percentile)",
                               "folds": "delete-a-group jackknife over the (subject or image) folds' fits",
                               "seeds": "t-interval over seeds (NaN with one seed)"}
@@ -195,10 +208,7 @@ class StageAggregationHead(RDMHead):
                 assert fitted.embedding is not None
                 emb = fitted.embedding[pred_idx]
                 fits.rdms[held] += rdm_from_features(emb) / a.n_seeds
-                sh, pc = stage_shares(emb, fitted.model.widths, fitted.model.channels)
-                fits.shares[fi, r], fits.scalars[fi, r] = sh, fitted.model.stage.detach().cpu().numpy()
-                fits.per_channel = pc if not fits.per_channel else [x + y for x, y in zip(fits.per_channel, pc, strict=True)]
-                fits.losses.append(fitted.losses)
+                fits.add(fitted, fi, r, emb)
         return fits
 
     def _fit_image_folds(self, source: FeatureSource, t: RDMTargets, roi: str, ri: int, n_stages: int, device: str,
@@ -223,10 +233,7 @@ class StageAggregationHead(RDMHead):
                 assert fitted.embedding is not None
                 emb = fitted.embedding[pred_idx]
                 acc += rdm_from_features(emb) / a.n_seeds
-                sh, pc = stage_shares(emb, fitted.model.widths, fitted.model.channels)
-                fits.shares[fi, r], fits.scalars[fi, r] = sh, fitted.model.stage.detach().cpu().numpy()
-                fits.per_channel = pc if not fits.per_channel else [x + y for x, y in zip(fits.per_channel, pc, strict=True)]
-                fits.losses.append(fitted.losses)
+                fits.add(fitted, fi, r, emb)
             fits.rdms[np.ix_(np.arange(n_sub), test, test)] = acc
         return fits
 

@@ -28,6 +28,14 @@ class TrainConfig:
     epochs: int = 20
     #: SD (fraction of the interval) of the Gaussian that draws each batch's MEG time point (with time RDMs)
     time_sd: float = 0.25
+    #: weight of the Gaussian prior that pulls every learned mask toward 1 (the identity, i.e. the untrained
+    #: model): λ · mean over mask entries of (m − 1)²; few training images cannot then move many masks far
+    mask_decay: float = 0.0
+    #: weight of the Laplace (sparsity) prior on the channel and location masks: λ · mean |m|
+    mask_l1: float = 0.0
+    #: fraction of each training block's images held out for early stopping (0: none); the model kept is the
+    #: epoch with the lowest loss on the RDM among the held-out images (centre crops)
+    val_fraction: float = 0.0
 
 
 def sample_time_index(rng: np.random.Generator, n_time: int, sd_fraction: float) -> int:
@@ -46,6 +54,8 @@ def sample_time_index(rng: np.random.Generator, n_time: int, sd_fraction: float)
 class Fitted:
     model: StageAggregator
     losses: list[float] = field(default_factory=list)  #: mean training loss per epoch
+    val_losses: list[float] = field(default_factory=list)  #: held-out-image loss after each epoch (early stopping)
+    best_epoch: int | None = None  #: epoch kept by early stopping (0: the untrained model)
     embedding: np.ndarray | None = None  #: centre-crop embedding of every image, ``N×D``
 
 
@@ -125,15 +135,20 @@ def _fit(source: FeatureSource, blocks: list[TrainBlock], cfg: TrainConfig, seed
     if source.parameters():
         groups.append({"params": source.parameters(), "lr": cfg.backbone_lr})
     trainable = any(g["params"] for g in groups)
+    train_pos, val_pos = _split(prepared, cfg.val_fraction, rng)
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
     with source.training():
         if cfg.epochs > 0 and trainable:
             opt = torch.optim.Adam([g for g in groups if g["params"]])
-            for _ in range(cfg.epochs):
+            if val_pos:
+                best = (_val_loss(model, source, prepared, val_pos, cfg), _snapshot(model))
+                out.val_losses.append(best[0])
+                out.best_epoch = 0
+            for epoch in range(cfg.epochs):
                 batches = []
-                for bi, p in enumerate(prepared):
-                    n = p.targets.shape[-1]
-                    perm = rng.permutation(n)
-                    batches += [(bi, np.sort(perm[b : b + cfg.batch_size])) for b in range(0, n, cfg.batch_size)]
+                for bi, pos in enumerate(train_pos):
+                    perm = pos[rng.permutation(len(pos))]
+                    batches += [(bi, np.sort(perm[b : b + cfg.batch_size])) for b in range(0, len(pos), cfg.batch_size)]
                 if len(prepared) > 1:  # interleave the image sets' batches
                     batches = [batches[i] for i in rng.permutation(len(batches))]
                 total, count = 0.0, 0
@@ -146,14 +161,60 @@ def _fit(source: FeatureSource, blocks: list[TrainBlock], cfg: TrainConfig, seed
                     pred = correlation_distance(model(source.train_batch(p.images[idx], rng)))[iu[0], iu[1]]
                     now = p.targets if p.timed is None else p.timed[:, sample_time_index(rng, p.timed.shape[1], cfg.time_sd)]
                     loss = rdm_loss(pred, now[:, rows, cols], p.weights[rows, cols], cfg.loss)
+                    loss = loss + model.prior(cfg.mask_decay, cfg.mask_l1)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * len(iu[0])
                     count += len(iu[0])
                 out.losses.append(total / max(count, 1))
+                if val_pos:
+                    v = _val_loss(model, source, prepared, val_pos, cfg)
+                    out.val_losses.append(v)
+                    if best is not None and v < best[0]:
+                        best, out.best_epoch = (v, _snapshot(model)), epoch + 1
+            if best is not None:
+                model.load_state_dict(best[1])
         with torch.no_grad():
             model.eval()
             out.embedding = torch.cat([model(f) for f in source.eval_batches(cfg.batch_size)]).double().cpu().numpy()
     source.restore()
     return out
+
+
+def _split(prepared: list[_Prepared], fraction: float, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per block: positions trained on and positions held out for early stopping (none when ``fraction`` is 0)."""
+    if fraction <= 0:
+        return [np.arange(p.targets.shape[-1]) for p in prepared], []
+    train, val = [], []
+    for p in prepared:
+        n = p.targets.shape[-1]
+        n_val = round(fraction * n)
+        if not 2 <= n_val <= n - 2:
+            raise ValueError(f"val_fraction {fraction} leaves {n_val} of {n} images for early stopping (need 2 … n − 2)")
+        perm = rng.permutation(n)
+        train.append(np.sort(perm[n_val:]))
+        val.append(np.sort(perm[:n_val]))
+    return train, val
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _val_loss(model: StageAggregator, source: FeatureSource, prepared: list[_Prepared], val_pos: list[np.ndarray],
+              cfg: TrainConfig) -> float:
+    """Loss on the RDM among each block's held-out images (centre crops, interval-mean targets), pair-weighted."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        emb = torch.cat([model(f) for f in source.eval_batches(cfg.batch_size)])
+        model.train(was)
+        total, count = 0.0, 0
+        for p, pos in zip(prepared, val_pos, strict=True):
+            iu = np.triu_indices(len(pos), k=1)
+            pred = correlation_distance(emb[torch.from_numpy(p.images[pos]).to(emb.device)])[iu[0], iu[1]]
+            rows, cols = torch.from_numpy(pos[iu[0]]).to(emb.device), torch.from_numpy(pos[iu[1]]).to(emb.device)
+            total += float(rdm_loss(pred, p.targets[:, rows, cols], p.weights[rows, cols], cfg.loss)) * len(iu[0])
+            count += len(iu[0])
+    return total / max(count, 1)

@@ -190,7 +190,7 @@ class AlgonautsRSA(Metric):
             f = full[roi]
             raw, lower, upper_c = float(np.mean(f.r2)), float(np.mean(f.lo2)), float(np.mean(f.up2))
             norm = 100.0 * raw / upper_c if upper_c > 0 else None
-            ci_lo, ci_hi = self._ci(boot[roi], raw)
+            ci_lo, ci_hi = self._ci(boot[roi][0], raw)  # the raw replicates (boot[roi][1]: normalised)
             n_lo, n_hi = (None, None) if norm is None or ci_lo is None or ci_hi is None else (
                 100.0 * ci_lo / upper_c, 100.0 * ci_hi / upper_c)
             null = perm.get(roi)

@@ -62,7 +62,7 @@ class RSAArgs(PluginArgs):
 RSA_R2 = PluginSpec(
     id="rsa_r2",
     kind="metric",
-    version="3",
+    version="4",  # 4: ROI rows' CI from the raw replicates only (3 mixed in the % scale)
     summary="Algonauts 2019 score: mean squared Spearman (or Pearson/τa) r over subjects, % of the upper noise "
             "ceiling (devkit), held-out image folds, t-test, subject bootstrap CI, permutation p",
     args=RSAArgs,
