@@ -177,7 +177,7 @@ def extract(
                     peak = max(_peak(local32), _peak(glob32))
                     if FP16_MAX < peak < float("inf"):  # NaN/inf from the net itself pass through unchanged
                         raise HarnessError(
-                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of images {start}.."
+                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of rows {start}.."
                             f"{start + len(batch) - 1} exceed float16's range (peak {peak:.3g}); "
                             "extract with store_dtype='float32'")
                 local = local32.to(dtype, memory_format=torch.contiguous_format)

@@ -133,6 +133,6 @@ def test_float16_overflow_in_a_later_batch_is_an_error(tmp_path: Path) -> None:
             return {"x": SimpleNamespace(local=local, global_=local.mean((2, 3)))}
 
     cache = TokenCache(tmp_path / "c")
-    with pytest.raises(HarnessError, match=r"'loud' layer 'x'.*images 2\.\.3.*float16"):
+    with pytest.raises(HarnessError, match=r"'loud' layer 'x'.*rows 2\.\.3.*float16"):
         ensure_tokens(Loud(), Stimuli.from_array(procedural_images(4, 8, 0)), cache, batch_size=2)  # type: ignore[arg-type]
     assert cache.ls() == [] and not any(cache.root.iterdir())
