@@ -7,6 +7,11 @@ extraction never leaves a half entry that a later run would trust, and two worke
 filling the same key on a shared file system both succeed: one rename wins, the other
 drops its identical copy. Each file's size and checksum are recorded while it is written
 and checked before the entry is trusted (see :mod:`harness.cache_integrity`).
+
+Next to it, :class:`DecodedCache` holds each stimulus set decoded, resized and cropped once per
+preprocessing recipe (``N×H×W×3`` uint8, memory-mapped back), because every backbone sharing a recipe
+would otherwise repeat the same JPEG decode and resize, which costs as much as a fast net's forward.
+Both caches write, check, list and quarantine their entries the same way (:class:`_EntryCache`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -28,11 +34,23 @@ from harness.contracts import TokenStore
 
 #: bump when extraction changes numerically (invalidates every entry)
 EXTRACTOR_VERSION = "2"  # 2: per-layer storage dtype (float16 only where its range fits)
+#: bump when decoding/resizing/cropping changes (invalidates every decoded-stimulus entry, never a token entry)
+DECODER_VERSION = "1"
+
+
+def _key(**parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def token_key(**parts: Any) -> str:
-    blob = json.dumps({"extractor": EXTRACTOR_VERSION, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return _key(extractor=EXTRACTOR_VERSION, **parts)
+
+
+def decoded_key(stimuli: str, recipe: dict[str, Any]) -> str:
+    """Stimulus digest × the decode part of a preprocessing recipe (``Preprocess.decode_recipe``): the
+    normalisation is left out on purpose, so backbones differing only in mean/std share one entry."""
+    return _key(decoder=DECODER_VERSION, stimuli=stimuli, **recipe)
 
 
 class _NpyRows:
@@ -92,37 +110,87 @@ class _Writer:
             f.flush()
 
 
-class TokenCache:
-    def __init__(self, root: Path) -> None:
-        self.root = root / "tokens"
+@dataclass(frozen=True)
+class DecodedEntry:
+    """One decoded stimulus set: ``pixels.npy`` (``N×H×W×3`` uint8, exactly the cropped PIL image each
+    backbone with this recipe converts to float) and ``meta.json`` with its size and checksum."""
 
-    def get(self, key: str) -> TokenStore | None:
+    path: Path
+    meta: dict[str, Any]
+
+    PIXELS = "pixels.npy"
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n"])
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return dict(self.meta.get("files") or {})
+
+    def pixels(self) -> np.ndarray:
+        """Memory-mapped, read-only: a batch slice reads only its own rows."""
+        return np.load(self.path / self.PIXELS, mmap_mode="r")
+
+    def trusted(self) -> bool:
+        return integrity.trusted(self.path, self.files)
+
+
+E = TypeVar("E", TokenStore, DecodedEntry)
+
+
+class _EntryCache(Generic[E]):
+    """What both caches share: entries are folders under ``root`` holding ``meta.json`` with each file's
+    size and checksum, written in a temporary folder and renamed into place."""
+
+    root: Path
+
+    def _entry(self, path: Path, meta: dict[str, Any]) -> E:
+        raise NotImplementedError
+
+    def _load(self, path: Path) -> tuple[E | None, str | None]:
+        meta, problem = _load_meta(path)
+        if meta is None:
+            return None, problem
+        try:
+            entry = self._entry(path, meta)
+        except ValueError as exc:
+            return None, f"meta.json is damaged ({exc})"
+        if not entry.files:
+            return entry, "no size/checksum records (written by an older harness)"
+        return entry, integrity.size_problem(path, entry.files)
+
+    def get(self, key: str) -> E | None:
         """The entry if present and whole (every file at its recorded size); a damaged entry is
-        quarantined with a warning and reads as a miss, so the caller extracts it again."""
+        quarantined with a warning and reads as a miss, so the caller computes it again."""
         path = self.root / key
         if not path.is_dir():
             return None
-        store, problem = _load(path)
+        entry, problem = self._load(path)
         if problem:
             integrity.quarantine(path, problem)
             return None
-        return store
+        return entry
 
-    def open(self, key: str) -> TokenStore | None:
+    def open(self, key: str) -> E | None:
         """:meth:`get`, plus the checksums when a file changed since they were last verified: what a
-        job reads its tokens through before a result is computed from them."""
-        store = self.get(key)
-        return store if store is not None and store.trusted() else None
+        job reads an entry through before a result is computed from it."""
+        entry = self.get(key)
+        return entry if entry is not None and entry.trusted() else None
 
-    def scan(self) -> list[tuple[str, TokenStore | None, str | None]]:
-        """Every entry as ``(key, store, problem)`` without touching it (for ``cache ls``)."""
+    def scan(self) -> list[tuple[str, E | None, str | None]]:
+        """Every entry as ``(key, entry, problem)`` without touching it (for ``cache ls``)."""
         if not self.root.is_dir():
             return []
-        out: list[tuple[str, TokenStore | None, str | None]] = []
+        out: list[tuple[str, E | None, str | None]] = []
         for p in sorted(self.root.iterdir()):
             if p.is_dir() and not p.name.startswith("."):
-                store, problem = _load(p)
-                out.append((p.name, store, problem))
+                entry, problem = self._load(p)
+                out.append((p.name, entry, problem))
         return out
 
     def verify(self, key: str | None = None) -> list[tuple[str, str | None]]:
@@ -130,60 +198,55 @@ class TokenCache:
         quarantined. Returns ``(key, problem or None)`` per entry."""
         self.clean_stale()
         results = []
-        for k, store, problem in self.scan():
+        for k, entry, problem in self.scan():
             if key is not None and not k.startswith(key):
                 continue
-            if store is not None:
-                problem = integrity.checksum_problem(store.path, store.files)
+            if entry is not None:
+                problem = integrity.checksum_problem(entry.path, entry.files)
             if problem:
                 integrity.quarantine(self.root / k, problem)
             else:
-                assert store is not None
-                integrity.write_stamp(store.path, [*store.files, "meta.json"])
+                assert entry is not None
+                integrity.write_stamp(entry.path, [*entry.files, "meta.json"])
             results.append((k, problem))
         return results
 
     def clean_stale(self) -> int:
-        """Remove temporary folders of extractions whose process died; returns how many."""
+        """Remove temporary folders of writers whose process died; returns how many."""
         return len(integrity.clean_stale(self.root))
 
     @contextmanager
-    def writer(self, key: str, layers: tuple[str, ...], n: int, meta: dict[str, Any], dtype: str = "float16") -> Iterator[_Writer]:
-        """``dtype`` is the requested storage dtype; ``meta["dtypes"]`` records what each layer was stored as."""
+    def _staging(self, key: str) -> Iterator[Path]:
+        """A fresh temporary folder for entry ``key``, removed if the block fails."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.clean_stale()
         tmp = self.root / integrity.tmp_name(key)
         tmp.mkdir()
-        w = _Writer(tmp, layers, n, np.dtype(dtype))
         try:
-            yield w
-            for arr in (*w.local.values(), *w.glob.values()):
-                arr.flush()
-            shapes = {layer: list(w.local[layer].shape[1:]) for layer in layers}
-            dtypes = {layer: w.local[layer].dtype.name for layer in layers}
-            files = {f.path.name: f.checksum.record(f.path) for f in (*w.local.values(), *w.glob.values())}
-            full = {**meta, "layers": list(layers), "n": n, "dtype": dtype, "dtypes": dtypes, "shapes": shapes,
-                    "files": dict(sorted(files.items())), "checksum": integrity.CHECKSUM, "created": time.time()}
-            (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
-            integrity.write_stamp(tmp, [*files, "meta.json"])  # verified as written
-            final = self.root / key
-            try:
-                os.rename(tmp, final)  # atomic; fails if another process (worker) put the key there first
-            except OSError:
-                if not final.is_dir():
-                    raise
-                shutil.rmtree(tmp)  # lost the race: the winner's entry has identical content by construction
+            yield tmp
         except BaseException:
-            w.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def ls(self) -> list[TokenStore]:
-        """Whole entries (damaged ones are listed by :meth:`scan`)."""
-        return [s for _, s, problem in self.scan() if s is not None and problem is None]
+    def _commit(self, tmp: Path, key: str, files: dict[str, dict[str, Any]], meta: dict[str, Any]) -> None:
+        """Write ``meta.json`` (with the files' sizes and checksums) and rename the folder into place."""
+        full = {**meta, "files": dict(sorted(files.items())), "checksum": integrity.CHECKSUM, "created": time.time()}
+        (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
+        integrity.write_stamp(tmp, [*files, "meta.json"])  # verified as written
+        final = self.root / key
+        try:
+            os.rename(tmp, final)  # atomic; fails if another process (worker) put the key there first
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp)  # lost the race: the winner's entry has identical content by construction
 
-    def size_bytes(self, store: TokenStore) -> int:
-        return sum(f.stat().st_size for f in store.path.iterdir() if f.is_file())
+    def ls(self) -> list[E]:
+        """Whole entries (damaged ones are listed by :meth:`scan`)."""
+        return [e for _, e, problem in self.scan() if e is not None and problem is None]
+
+    def size_bytes(self, entry: E) -> int:
+        return sum(f.stat().st_size for f in entry.path.iterdir() if f.is_file())
 
     def clear(self, key: str | None = None) -> int:
         """Remove one entry (by key prefix) or everything, including orphaned temporary folders."""
@@ -197,17 +260,64 @@ class TokenCache:
         return n
 
 
-def _load(path: Path) -> tuple[TokenStore | None, str | None]:
-    """An entry's metadata and whether its files are all there at their recorded sizes."""
+class DecodedCache(_EntryCache[DecodedEntry]):
+    """Stimulus sets decoded once per preprocessing recipe (``<cache>/decoded``), shared by every backbone."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "decoded"
+
+    def _entry(self, path: Path, meta: dict[str, Any]) -> DecodedEntry:
+        return DecodedEntry(path=path, meta=meta)
+
+    @contextmanager
+    def writer(self, key: str, shape: tuple[int, int, int, int], meta: dict[str, Any]) -> Iterator[_NpyRows]:
+        """Rows of ``pixels.npy`` (``shape`` = N×H×W×3 uint8) written by position; the entry appears, whole,
+        when the block ends, and not at all if it fails."""
+        with self._staging(key) as tmp:
+            rows = _NpyRows(tmp / DecodedEntry.PIXELS, np.dtype(np.uint8), shape)
+            try:
+                yield rows
+            finally:
+                rows.flush()
+            files = {rows.path.name: rows.checksum.record(rows.path)}
+            self._commit(tmp, key, files, {**meta, "n": shape[0], "shape": list(shape), "dtype": "uint8"})
+
+
+class TokenCache(_EntryCache[TokenStore]):
+    def __init__(self, root: Path) -> None:
+        self.root = root / "tokens"
+        #: decoded stimuli under the same cache folder, read by every backbone with the same recipe
+        self.decoded = DecodedCache(root)
+
+    def _entry(self, path: Path, meta: dict[str, Any]) -> TokenStore:
+        if "layers" not in meta:
+            raise ValueError("not an entry's metadata")
+        return TokenStore(path=path, meta=meta)
+
+    @contextmanager
+    def writer(self, key: str, layers: tuple[str, ...], n: int, meta: dict[str, Any], dtype: str = "float16") -> Iterator[_Writer]:
+        """``dtype`` is the requested storage dtype; ``meta["dtypes"]`` records what each layer was stored as."""
+        with self._staging(key) as tmp:
+            w = _Writer(tmp, layers, n, np.dtype(dtype))
+            try:
+                yield w
+            finally:
+                w.close()
+            shapes = {layer: list(w.local[layer].shape[1:]) for layer in layers}
+            dtypes = {layer: w.local[layer].dtype.name for layer in layers}
+            files = {f.path.name: f.checksum.record(f.path) for f in (*w.local.values(), *w.glob.values())}
+            self._commit(tmp, key, files, {**meta, "layers": list(layers), "n": n, "dtype": dtype, "dtypes": dtypes,
+                                           "shapes": shapes})
+
+
+def _load_meta(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """An entry's ``meta.json``, or the one-line reason it cannot be read."""
     try:
         meta = json.loads((path / "meta.json").read_text())
-        if not isinstance(meta, dict) or "layers" not in meta or "n" not in meta:
+        if not isinstance(meta, dict) or "n" not in meta:
             raise ValueError("not an entry's metadata")
     except OSError as exc:
         return None, f"meta.json unreadable ({exc.strerror or exc})"
     except ValueError as exc:
         return None, f"meta.json is damaged ({str(exc).splitlines()[0]})"
-    store = TokenStore(path=path, meta=meta)
-    if not store.files:
-        return store, "no size/checksum records (written by an older harness)"
-    return store, integrity.size_problem(path, store.files)
+    return meta, None

@@ -1,4 +1,7 @@
-"""What each token-cache file must be, and how to check it: sizes always, checksums when it matters.
+"""What each cache file must be, and how to check it: sizes always, checksums when it matters.
+
+Used by both content-addressed caches: token entries (``<cache>/tokens``) and decoded-stimulus
+entries (``<cache>/decoded``, the uint8 pixels every backbone with one preprocessing recipe reads).
 
 A cache entry is trusted for what it says, so damage must be caught before a number is computed from
 it: a same-size overwrite would otherwise change a score silently, a truncated ``.npy`` would fail
@@ -15,6 +18,7 @@ seconds rather than minutes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -126,8 +130,26 @@ def quarantine(entry: Path, problem: str) -> Path | None:
         shutil.rmtree(entry, ignore_errors=True)
         dest = None
     where = f"quarantined to {dest}" if dest else "could not be moved (read-only cache?)" if entry.exists() else "removed"
-    log.warning("token cache entry %s: %s; %s, it will be extracted again", entry, problem, where)
+    log.warning("cache entry %s: %s; %s, it will be computed again", entry, problem, where)
     return dest
+
+
+def trusted(entry: Path, files: dict[str, dict[str, Any]]) -> bool:
+    """Verify the checksums unless no file changed since they were last verified; a damaged entry
+    is quarantined (with a warning naming it) and ``False`` returned."""
+    names = [*files, "meta.json"]
+    try:
+        if stamped(entry, names):
+            return True
+    except OSError:
+        pass
+    problem = checksum_problem(entry, files)
+    if problem:
+        quarantine(entry, problem)
+        return False
+    with contextlib.suppress(OSError):  # a read-only cache verifies again next time, nothing worse
+        write_stamp(entry, names)
+    return True
 
 
 def tmp_name(key: str) -> str:
@@ -152,5 +174,5 @@ def clean_stale(root: Path) -> list[Path]:
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     if removed:
-        log.info("token cache: removed %d temporary folder(s) of dead extractions", len(removed))
+        log.info("cache %s: removed %d temporary folder(s) of dead writers", root, len(removed))
     return removed

@@ -427,23 +427,9 @@ class TokenStore:
     def trusted(self) -> bool:
         """Verify the checksums unless no file changed since they were last verified; a damaged entry
         is quarantined (with a warning naming it) and ``False`` returned."""
-        import contextlib
-
         from harness import cache_integrity as integrity  # the cache's helper; imported here, used rarely
 
-        names = [*self.files, "meta.json"]
-        try:
-            if integrity.stamped(self.path, names):
-                return True
-        except OSError:
-            pass
-        problem = integrity.checksum_problem(self.path, self.files)
-        if problem:
-            integrity.quarantine(self.path, problem)
-            return False
-        with contextlib.suppress(OSError):  # a read-only cache verifies again next time, nothing worse
-            integrity.write_stamp(self.path, names)
-        return True
+        return integrity.trusted(self.path, self.files)
 
 
 # ----------------------------------------------------------------------------- views

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.cache import TokenCache, token_key
+from harness.cache import DecodedCache, TokenCache, decoded_key, token_key
 from harness.contracts import Backbone, Stimuli, TokenStore, View
 from harness.errors import HarnessError
-from harness.kit.images import iter_batches
+from harness.kit.images import decode_batch, normalise, prefetched
 from harness.precision import resolve_precision  # noqa: F401  (re-exported: callers import it from here)
+from harness.specs import Preprocess
 
 
 def resolve_device(device: str) -> str:
@@ -69,6 +70,41 @@ def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: i
     )
 
 
+def stimulus_batches(
+    stimuli: Stimuli, pre: Preprocess, batch_size: int, decoded: DecodedCache
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, normalised batch)`` through the decoded-stimulus cache.
+
+    Every backbone with the same decode recipe (resize, crop, interpolation) sees the same uint8 pixels,
+    and decoding + resizing them costs as much as a small net's forward. So the first backbone decodes
+    (in the background thread, overlapped with its forward, as before) and writes the pixels to a cache
+    entry; later backbones read row slices of its memory map and only normalise. The batches are
+    bit-identical either way (:func:`~harness.kit.images.normalise` on the same uint8 pixels).
+    """
+    n = len(stimuli)
+    if not n:
+        return
+    key = decoded_key(stimuli.digest, pre.decode_recipe())
+    hit = decoded.open(key)  # checksummed like tokens: a damaged entry is quarantined and decoded again
+    if hit is not None:
+        pixels = hit.pixels()
+        if pixels.shape != (n, pre.crop, pre.crop, 3):
+            raise HarnessError(f"decoded-stimulus cache entry {hit.path}: pixels.npy is {pixels.shape}, "
+                               f"expected {(n, pre.crop, pre.crop, 3)}; remove it with `harness cache clear {key[:12]}`")
+        yield from prefetched(lambda idx: torch.from_numpy(normalise(pixels[idx.start : idx.stop], pre)), n, batch_size)
+        return
+    meta = {"stimuli": stimuli.digest, **pre.decode_recipe()}
+    with decoded.writer(key, (n, pre.crop, pre.crop, 3), meta) as rows:
+        for start, (raw, batch) in prefetched(lambda idx: _decoded(stimuli, pre, idx), n, batch_size):
+            rows.write_rows(start, raw)
+            yield start, batch
+
+
+def _decoded(stimuli: Stimuli, pre: Preprocess, idx: range) -> tuple[np.ndarray, torch.Tensor]:
+    raw = decode_batch(stimuli, pre, idx)
+    return raw, torch.from_numpy(normalise(raw, pre))
+
+
 def ensure_tokens(
     backbone: Backbone,
     stimuli: Stimuli,
@@ -104,7 +140,8 @@ def ensure_tokens(
         "max_grid": max_grid,
         "preprocess": backbone.preprocess.model_dump(),
     }
-    return extract(backbone, iter_batches(stimuli, backbone.preprocess, batch_size), len(stimuli), cache, key, meta,
+    batches = stimulus_batches(stimuli, backbone.preprocess, batch_size, cache.decoded)
+    return extract(backbone, batches, len(stimuli), cache, key, meta,
                    device=device, precision=precision, pool=lambda t: _cap_grid(t, max_grid), store_dtype=store_dtype,
                    progress=progress)
 

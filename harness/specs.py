@@ -118,6 +118,11 @@ class Preprocess(BaseModel):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+    def decode_recipe(self) -> dict[str, Any]:
+        """The fields that decide the uint8 pixels (resize, crop, interpolation): what keys the decoded-stimulus
+        cache. Mean and std are a cheap float op on those pixels, so recipes differing only there share an entry."""
+        return {"resize": self.resize, "crop": self.crop, "interpolation": self.interpolation}
+
     @classmethod
     def from_crop_pct(cls, size: int, crop_pct: float = 0.875, **kw: Any) -> Preprocess:
         return cls(resize=round(size / crop_pct), crop=size, **kw)

@@ -1,13 +1,18 @@
 """Preprocessing as data: a :class:`~harness.specs.Preprocess` turns PIL images into a batch.
 
 Done with PIL + numpy so the core needs no torchvision; a background thread
-prepares the next batch while the network runs on the current one.
+prepares the next batch while the network runs on the current one. Split in two steps
+on purpose: :func:`decode_batch` (decode, resize, crop: uint8, the costly part, cacheable
+once per stimulus set and recipe) and :func:`normalise` (float scaling, cheap). The
+float path is the same numpy expression whether the uint8 pixels come from PIL now or
+from the decoded-stimulus cache, so both give bit-identical batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +22,7 @@ from harness.contracts import Stimuli
 from harness.specs import Preprocess
 
 _INTERP = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+T = TypeVar("T")
 
 
 def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
@@ -31,28 +37,45 @@ def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
     return img.crop((left, top, left + pre.crop, top + pre.crop))
 
 
+def normalise(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """``…×H×W×3`` uint8 → ``…×3×H×W`` float32: scale to [0, 1], subtract ``mean``, divide by ``std``.
+
+    Numpy's true division, in this order, is what every batch has always been computed with; torch's
+    scalar division may multiply by the reciprocal instead, which changes last bits.
+    """
+    arr = np.asarray(pixels, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    axes = (*range(arr.ndim - 3), arr.ndim - 1, arr.ndim - 3, arr.ndim - 2)
+    return np.ascontiguousarray(arr.transpose(axes))
+
+
 def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:
     """Resize the shorter side, centre-crop, scale to [0, 1], normalise; returns ``3×crop×crop`` float32."""
-    img = crop_image(img, pre)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return normalise(np.asarray(crop_image(img, pre), dtype=np.uint8), pre)
 
 
-def _load_batch(stimuli: Stimuli, pre: Preprocess, idx: range) -> torch.Tensor:
-    return torch.from_numpy(np.stack([preprocess_image(stimuli.load(i), pre) for i in idx]))
+def decode_batch(stimuli: Stimuli, pre: Preprocess, idx: range) -> np.ndarray:
+    """Images ``idx`` decoded, resized and centre-cropped: ``B×crop×crop×3`` uint8."""
+    return np.stack([np.asarray(crop_image(stimuli.load(i), pre), dtype=np.uint8) for i in idx])
 
 
-def iter_batches(stimuli: Stimuli, pre: Preprocess, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, batch)``; loading of batch k+1 overlaps the caller's work on batch k."""
-    starts = list(range(0, len(stimuli), batch_size))
+def prefetched(make: Callable[[range], T], n: int, batch_size: int) -> Iterator[tuple[int, T]]:
+    """Yield ``(start, make(range(start, start + batch_size)))`` over ``n`` rows; ``make`` for batch k+1
+    runs in a background thread while the caller works on batch k."""
+    starts = list(range(0, n, batch_size))
     if not starts:
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(_load_batch, stimuli, pre, range(0, min(batch_size, len(stimuli))))
+        fut = pool.submit(make, range(0, min(batch_size, n)))
         for k, s in enumerate(starts):
             batch = fut.result()
             if k + 1 < len(starts):
-                n = starts[k + 1]
-                fut = pool.submit(_load_batch, stimuli, pre, range(n, min(n + batch_size, len(stimuli))))
+                nxt = starts[k + 1]
+                fut = pool.submit(make, range(nxt, min(nxt + batch_size, n)))
             yield s, batch
+
+
+def iter_batches(stimuli: Stimuli, pre: Preprocess, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, batch)`` decoded now (no cache); loading of batch k+1 overlaps the caller's work on batch k."""
+    return prefetched(lambda idx: torch.from_numpy(normalise(decode_batch(stimuli, pre, idx), pre)),
+                      len(stimuli), batch_size)
