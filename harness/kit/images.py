@@ -25,14 +25,20 @@ _INTERP = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BIL
 T = TypeVar("T")
 
 
-def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
-    """Resize the shorter side and centre-crop: the frame the network (and its token grid) sees."""
+def resize_shorter(img: Image.Image, pre: Preprocess) -> Image.Image:
+    """RGB, shorter side scaled to ``pre.resize`` (never below the crop), in uint8 with PIL as the nets were
+    trained; shared by the centre crop below and the aggregation head's random crops."""
     img = img.convert("RGB")
     w, h = img.size
     scale = pre.resize / min(w, h)
     nw, nh = max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), _INTERP[pre.interpolation])
+    return img.resize((nw, nh), _INTERP[pre.interpolation]) if (nw, nh) != (w, h) else img
+
+
+def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
+    """Resize the shorter side and centre-crop: the frame the network (and its token grid) sees."""
+    img = resize_shorter(img, pre)
+    nw, nh = img.size
     left, top = (nw - pre.crop) // 2, (nh - pre.crop) // 2
     return img.crop((left, top, left + pre.crop, top + pre.crop))
 

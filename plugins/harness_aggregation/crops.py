@@ -23,14 +23,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from harness.contracts import Stimuli, TokenStore, View
+from harness.kit.images import resize_shorter
 from harness.specs import Preprocess
 
 #: bump when the crop bank changes numerically (2: extracted by the core, float16 only where the range fits)
 BANK_VERSION = "2"
-_INTERP = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-           "bicubic": Image.Resampling.BICUBIC}
-
-
 def crop_preprocess(pre: Preprocess, crop_fraction: float) -> Preprocess:
     """The backbone's input size and normalisation, with the crop covering ``crop_fraction`` of the shorter side."""
     return pre.model_copy(update={"resize": round(pre.crop / crop_fraction)})
@@ -38,13 +35,7 @@ def crop_preprocess(pre: Preprocess, crop_fraction: float) -> Preprocess:
 
 def resized(img: Image.Image, pre: Preprocess) -> np.ndarray:
     """Shorter side scaled to ``pre.resize`` (never below the crop), ``H×W×3`` uint8."""
-    img = img.convert("RGB")
-    w, h = img.size
-    scale = pre.resize / min(w, h)
-    nw, nh = max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), _INTERP[pre.interpolation])
-    return np.asarray(img, dtype=np.uint8)
+    return np.asarray(resize_shorter(img, pre), dtype=np.uint8)
 
 
 def crop_normalise(arr: np.ndarray, pre: Preprocess, fx: float, fy: float) -> np.ndarray:
