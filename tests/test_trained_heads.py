@@ -122,6 +122,41 @@ def test_streamed_and_preloaded_tokens_agree(tmp_path: Path) -> None:
     assert float((full[2].global_.std(0) - 1).abs().max()) < 1e-2
 
 
+def test_channel_pcs_project_onto_the_fit_stimuli_principal_directions(tmp_path: Path) -> None:
+    """The projection is numpy's eigendecomposition of the standardised tokens of the ``stats_idx`` stimuli
+    only (the reference uses those alone), the same for preloaded and streamed tokens, saved with the statistics."""
+    store = random_store(tmp_path)
+    need, stats = np.arange(store.n), np.arange(25)
+    base = TokenSource.from_store(store, need, stats, "cpu", grid=3, budget_bytes=0)
+    pre = TokenSource.from_store(store, need, stats, "cpu", grid=3, pcs=4)
+    stream = TokenSource.from_store(store, need, stats, "cpu", grid=3, budget_bytes=0, pcs=4)
+    assert pre.shapes() == stream.shapes() == [(4, 3, 3), (4, 3, 3), (4, 2, 2)]
+    idx = np.array([7, 3, 30, 0])
+    for layer, (a, b, raw) in enumerate(zip(pre.batch(idx), stream.batch(idx), base.batch(idx), strict=True)):
+        torch.testing.assert_close(a.local, b.local, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a.global_, b.global_, atol=1e-4, rtol=1e-4)
+        # independent reference: top eigenvectors of the fit stimuli's channel covariance (numpy, float64)
+        x = base.batch(stats)[layer].local.permute(0, 2, 3, 1).reshape(-1, raw.local.shape[1]).double().numpy()
+        vals, vecs = np.linalg.eigh(x.T @ x / len(x))
+        ref = vecs[:, ::-1][:, :4]
+        got = pre.stats()[f"tokens.{layer}.pcs"].double().numpy()
+        np.testing.assert_allclose(np.abs(got.T @ ref), np.eye(4), atol=1e-4)  # same directions up to sign
+        proj = torch.einsum("nchw,ck->nkhw", raw.local, pre.stats()[f"tokens.{layer}.pcs"])
+        torch.testing.assert_close(b.local, proj, atol=1e-4, rtol=1e-4)
+
+
+def test_a_negative_regulariser_weight_is_applied(tmp_path: Path) -> None:
+    store = random_store(tmp_path)
+    src = TokenSource.from_store(store, np.arange(store.n), np.arange(30), "cpu")
+    torch.manual_seed(0)
+    net = small_net(src, 5, topology=True)
+    batch, y = src.batch(np.arange(8)), torch.randn(8, 5)
+    reg = float(net.regulariser(slice(0, 5)).detach())  # type: ignore[union-attr]
+    base = float(train_step(net, batch, y, 5, 0.1, reg_weight=0.0))
+    neg = float(train_step(net, batch, y, 5, 0.1, reg_weight=-0.5))
+    assert reg < 0 and neg == pytest.approx(base - 0.5 * reg, rel=1e-5)
+
+
 def test_soup_is_the_uniform_weight_average() -> None:
     s1 = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
     s2 = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(3)}

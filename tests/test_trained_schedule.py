@@ -48,7 +48,21 @@ def test_linear_decay_in_steps_epochs_or_a_share_of_the_plan() -> None:
     assert linear_decay(0.2, plan)(0, 0.0) == 0.0
     # the plan is max_epochs in steps, capped by max_steps: a share of it ends inside the fit either way
     assert TrainPlan.of(637, TrainArgs(max_epochs=150, max_steps=600)) == TrainPlan(19, 600)
-    assert TrainPlan.of(153, TrainArgs(max_epochs=150)) == TrainPlan(4, 600)
+    assert TrainPlan.of(153, TrainArgs(max_epochs=150, max_steps=None)) == TrainPlan(4, 600)
+    # the defaults: 90 epochs, at most 400 steps (a larger data set gets fewer passes, not more steps)
+    assert TrainPlan.of(153, TrainArgs()) == TrainPlan(4, 360)
+    assert TrainPlan.of(435, TrainArgs()) == TrainPlan(13, 400)
+
+
+def test_a_decay_can_end_below_zero_and_stays_there() -> None:
+    """FactorTopy's sharpening: the entropy weight goes from +w to a negative end, which the loop must apply
+    (a weight ≤ 0 used to be skipped)."""
+    plan = TrainPlan(per_epoch=4, total_steps=400)
+    d = linear_decay(0.1, plan, fraction=0.5, end=-0.05)
+    assert d.settled == 200
+    assert d(0, 0.0) == pytest.approx(0.1) and d(100, 0.0) == pytest.approx(0.025)
+    assert d(200, 0.0) == pytest.approx(-0.05) and d(399, 0.0) == pytest.approx(-0.05)
+    assert linear_decay(0.1, plan, end=-0.05)(0, 0.0) == pytest.approx(-0.05)  # no decay length: the end at once
 
 
 def _fit(tmp_path: Path, reg: LinearDecay | None = None, **args: object) -> tuple[object, int]:
@@ -103,3 +117,18 @@ def test_factortopy_reports_epochs(tmp_path: Path) -> None:
     store = random_store(tmp_path)
     out = build(FactorTopyHead, {"max_epochs": 2, "batch_size": 8}).fit_predict(head_input(store, random_targets(store)))  # type: ignore[attr-defined]
     assert out.info["epochs"] == pytest.approx(2.0)
+
+
+def test_channel_pcs_auto_scales_with_the_fit_stimuli() -> None:
+    from harness_factortopy.specs import FactorTopyArgs
+    from pydantic import ValidationError
+
+    from harness.kit.train_args import auto_pcs
+
+    assert auto_pcs("auto", 153) == 16  # the default synthetic brain
+    assert auto_pcs("auto", 638) == 63  # the recovery brain (1 000 stimuli)
+    assert auto_pcs(24, 153) == 24 and auto_pcs(None, 153) is None
+    assert FactorTopyArgs().channel_pcs == "auto" and TrainArgs().channel_pcs is None
+    for bad in (0, -3, "some"):
+        with pytest.raises(ValidationError):
+            FactorTopyArgs(channel_pcs=bad)

@@ -51,7 +51,9 @@ class _Layer:
     local_sd: torch.Tensor | None = None
     global_mu: torch.Tensor | None = None
     global_sd: torch.Tensor | None = None
-    #: the preloaded tensors already hold standardised values (float32 on the CPU: see TokenSource.from_store)
+    #: C × k projection onto the layer's top-k principal channel directions (None: all channels)
+    pcs: torch.Tensor | None = None
+    #: the preloaded tensors already hold standardised (and projected) values (float32 on the CPU: see from_store)
     standardised: bool = False
 
 
@@ -90,11 +92,13 @@ class TokenSource:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_store(cls, store: TokenStore, needed: np.ndarray, stats_idx: np.ndarray, device: str, *,
-                   parts: Parts = "both", grid: int | None = None, budget_bytes: float | None = None) -> TokenSource:
+                   parts: Parts = "both", grid: int | None = None, budget_bytes: float | None = None,
+                   pcs: int | None = None) -> TokenSource:
         """Preload ``needed`` stimuli when their (pooled) tokens fit the budget (float16), else stream.
 
         The budget is ``budget_bytes`` capped at 60 % of free GPU memory on CUDA; without
-        ``budget_bytes``, 60 % of free GPU memory on CUDA and 8 GiB on CPU.
+        ``budget_bytes``, 60 % of free GPU memory on CUDA and 8 GiB on CPU. ``pcs``: project each layer's
+        standardised channels onto its top ``pcs`` principal directions (estimated on ``stats_idx``).
         """
         needed = np.unique(np.asarray(needed, dtype=np.int64))
         layers = store.layers
@@ -132,6 +136,8 @@ class TokenSource:
         if len(stats) > _STATS_MAX:
             stats = np.sort(np.random.default_rng(0).choice(stats, _STATS_MAX, replace=False))
         src._fit_stats(stats)
+        if pcs is not None:
+            src._fit_pcs(stats, pcs)
         if once:
             src._standardise_in_place()
         return src
@@ -174,13 +180,55 @@ class TokenSource:
                 d.global_mu = g.mean(0)
                 d.global_sd = _floored(g.std(0))
 
+    def _fit_pcs(self, idx: np.ndarray, k: int) -> None:
+        """Each layer's top-``k`` principal channel directions of its standardised tokens on ``idx``
+        (local tokens over stimuli and positions; the global token where a layer has no local map).
+
+        Why: a trained head's channel alignment has ``C × bottleneck`` weights per layer, so with a few hundred
+        training stimuli a 1 280-channel layer can fit noise that a 16-channel layer cannot, and a layer selector
+        learns capacity instead of content (FactorTopy chose the same deep mix for every ROI of the synthetic
+        brain, issue 12). ``k`` directions per layer put the layers on an equal footing; they also cut the
+        alignment's arithmetic by ``C / k``. The principal directions come from the fit stimuli only.
+        """
+        for d in self._data:
+            if d.local is not None:
+                x = self._standardised_local(d, idx)
+                x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+            elif d.global_ is not None:
+                x = (self._raw_global(d, idx) - d.global_mu) / d.global_sd
+            else:
+                continue
+            c = x.shape[1]
+            if k >= c:
+                continue
+            x = x.double()
+            _, vecs = torch.linalg.eigh(x.T @ x / len(x))
+            top = vecs[:, -k:].flip(1)  # descending variance
+            top = top * torch.sign(top[top.abs().argmax(0), torch.arange(k)])  # sign fixed: largest entry positive
+            d.pcs = top.to(torch.float32)
+        self._shapes = tuple((d.pcs.shape[1] if d.pcs is not None else c, h, w)
+                             for d, (c, h, w) in zip(self._data, self._shapes, strict=True))
+
+    def _standardised_local(self, d: _Layer, idx: np.ndarray) -> torch.Tensor:
+        return (self._raw_local(d, idx) - d.local_mu[:, None, None]) / d.local_sd[:, None, None]  # type: ignore[index]
+
+    @staticmethod
+    def _project_local(d: _Layer, x: torch.Tensor) -> torch.Tensor:
+        return x if d.pcs is None else torch.einsum("nchw,ck->nkhw", x, d.pcs.to(x.device)).contiguous()
+
+    @staticmethod
+    def _project_global(d: _Layer, x: torch.Tensor) -> torch.Tensor:
+        return x if d.pcs is None else x @ d.pcs.to(x.device)
+
     def _standardise_in_place(self) -> None:
-        """Standardise preloaded float32 tensors once, so :meth:`batch` only gathers rows."""
+        """Standardise (and project) preloaded float32 tensors once, so :meth:`batch` only gathers rows."""
         for d in self._data:
             if isinstance(d.local, torch.Tensor) and d.local.dtype == torch.float32:
                 d.local.sub_(d.local_mu[:, None, None]).div_(d.local_sd[:, None, None])  # type: ignore[index]
+                d.local = self._project_local(d, d.local)
             if isinstance(d.global_, torch.Tensor) and d.global_.dtype == torch.float32:
                 d.global_.sub_(d.global_mu).div_(d.global_sd)
+                d.global_ = self._project_global(d, d.global_)
             d.standardised = all(t is None or (isinstance(t, torch.Tensor) and t.dtype == torch.float32)
                                  for t in (d.local, d.global_))
 
@@ -221,18 +269,19 @@ class TokenSource:
                 glob = self._raw_global(d, idx) if d.global_ is not None else empty
             else:
                 if d.local is not None:
-                    loc = (self._raw_local(d, idx) - d.local_mu[:, None, None]) / d.local_sd[:, None, None]  # type: ignore[index]
+                    loc = self._project_local(d, self._standardised_local(d, idx))
                 if d.global_ is not None:
-                    glob = (self._raw_global(d, idx) - d.global_mu) / d.global_sd
+                    glob = self._project_global(d, (self._raw_global(d, idx) - d.global_mu) / d.global_sd)
             out.append(LayerTokens(local=loc, global_=glob))
         return out
 
     def stats(self) -> dict[str, torch.Tensor]:
-        """The standardisation statistics, ``tokens.<layer index>.{local,global}_{mu,sd}``: saved with a
+        """The standardisation statistics, ``tokens.<layer index>.{local,global}_{mu,sd}`` and the channel
+        projection ``tokens.<layer index>.pcs`` (when used): saved with a
         fitted model so an analysis can feed it tokens exactly as training did."""
         out: dict[str, torch.Tensor] = {}
         for i, d in enumerate(self._data):
-            for name in ("local_mu", "local_sd", "global_mu", "global_sd"):
+            for name in ("local_mu", "local_sd", "global_mu", "global_sd", "pcs"):
                 t = getattr(d, name)
                 if t is not None:
                     out[f"tokens.{i}.{name}"] = t

@@ -28,6 +28,7 @@ from harness.artifacts import MODELS_DIR, save_tensors
 from harness.contracts import HeadInput, HeadOutput, TokenStore, VoxelHead, VoxelTargets
 from harness.errors import DataError
 from harness.kit.token_source import Parts, TokenSource
+from harness.kit.train_args import auto_pcs
 from harness.kit.training import ChunkedVoxelModel, Schedule, TrainArgs, TrainPlan, fit, no_regulariser, predict
 
 
@@ -103,7 +104,8 @@ class TrainedVoxelHead(VoxelHead):
         y = torch.from_numpy((resp - mu) / sd).to(device)
 
         source = TokenSource.from_store(cast(TokenStore, data.tokens), np.concatenate([tr, te]), fit_idx, device, parts=self.parts,
-                                        grid=a.grid, budget_bytes=None if a.preload_gib is None else a.preload_gib * 2**30)
+                                        grid=a.grid, budget_bytes=None if a.preload_gib is None else a.preload_gib * 2**30,
+                                        pcs=auto_pcs(a.channel_pcs, len(fit_idx)))
         torch.manual_seed(data.seed)
         model = self.build_model(PreparedData(source, t, fit_idx, val_idx)).to(device)
         result = fit(model, source, y, fit_idx, val_idx, a, data.seed, self.reg_schedule, data.progress)
@@ -114,6 +116,7 @@ class TrainedVoxelHead(VoxelHead):
         ids = [str(v) for v in t.voxels["voxel_id"]]
         rois = [str(r) for r in t.voxels["roi"]]
         info = {**result.info(), "device": device, "tokens_preloaded": source.preloaded,
+                "channel_pcs": auto_pcs(a.channel_pcs, len(fit_idx)),
                 "grid": [list(s[1:]) for s in source.shapes()], **self.extra_info(model)}
         saved = self.save_model(model, source, ids, rois, mu, sd)
         return HeadOutput(layers=layers, predictions=pred.astype(np.float32), layer_weights=sel.layer_weights,

@@ -95,7 +95,7 @@ def train_step(model: ChunkedVoxelModel, batch: list[LayerTokens], y: torch.Tens
     for vox in voxel_chunks(v, chunk):
         pred = model.readout(leaves, vox)
         loss = F.smooth_l1_loss(pred, y[:, vox], beta=beta, reduction="sum") / (n * v)
-        if reg_weight > 0:
+        if reg_weight != 0:
             reg = model.regulariser(vox)
             if reg is not None:
                 loss = loss + reg_weight * reg * ((vox.stop - vox.start) / v)
@@ -178,19 +178,24 @@ def unregularised(plan: TrainPlan) -> Schedule:
 
 @dataclass(frozen=True)
 class LinearDecay:
-    """``start`` at step 0, falling linearly to 0 at step ``settled`` (0: always 0)."""
+    """``start`` at step 0, moving linearly to ``end`` at step ``settled`` and staying there (``settled`` 0:
+    ``end`` throughout). A negative ``end`` turns a regulariser into its opposite for the rest of the fit
+    (FactorTopy: from keeping the layer selector soft to sharpening it)."""
 
     start: float
     settled: int
+    end: float = 0.0
 
     def __call__(self, step: int, epoch: float) -> float:
-        return self.start * max(0.0, 1.0 - step / self.settled) if self.settled > 0 else 0.0
+        if self.settled <= 0 or step >= self.settled:
+            return self.end
+        return self.start + (self.end - self.start) * step / self.settled
 
 
 def linear_decay(start: float, plan: TrainPlan, steps: int | None = None, epochs: float | None = None,
-                 fraction: float | None = None) -> LinearDecay:
-    """A decay to 0 over ``steps`` steps, else ``epochs`` epochs, else ``fraction`` of the planned steps
-    (none of them: no regularisation)."""
+                 fraction: float | None = None, end: float = 0.0) -> LinearDecay:
+    """A decay to ``end`` over ``steps`` steps, else ``epochs`` epochs, else ``fraction`` of the planned steps
+    (none of them: ``end`` from the start)."""
     if steps is not None:
         n = steps
     elif epochs is not None:
@@ -199,7 +204,20 @@ def linear_decay(start: float, plan: TrainPlan, steps: int | None = None, epochs
         n = round(fraction * plan.total_steps)
     else:
         n = 0
-    return LinearDecay(start if n > 0 else 0.0, max(0, n))
+    return LinearDecay(start if n > 0 else end, max(0, n), end)
+
+
+def adamw(groups: list[dict[str, Any]], args: TrainArgs) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where every parameter is a float32/float64 tensor on one device.
+
+    Why: the per-parameter loop of the default implementation cost ~9 ms per step on CPU for a FactorTopy
+    net's ~40 small tensors, the fused kernel ~1.7 ms (same update rule; results agree to float rounding).
+    """
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device.type for p in params}
+    fusable = len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.dtype in (torch.float32, torch.float64)
+                                                                         for p in params)
+    return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay, fused=fusable or None)
 
 
 def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
@@ -217,7 +235,7 @@ def fit(model: ChunkedVoxelModel, source: TokenSource, y: torch.Tensor, fit_idx:
     On return the model holds the soup (or the best checkpoint's) weights.
     """
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.param_groups(args.lr), lr=args.lr, weight_decay=args.weight_decay)
+    opt = adamw(model.param_groups(args.lr), args)
     y_val = y[torch.as_tensor(val_idx, device=y.device)]
     plan = TrainPlan.of(len(fit_idx), args)
     per_epoch, total_steps = plan.per_epoch, plan.total_steps

@@ -52,20 +52,25 @@ def fitted_readout(path: Path, tokens: TokenStore, args_type: type[FactorTopyArg
     with torch.no_grad():
         lw = net.layer_weights(slice(0, net.n_voxels)).double().numpy()
     grid = meta.get("grid")
-    stats = [(torch.from_numpy(arrays[f"tokens.{i}.local_mu"]), torch.from_numpy(arrays[f"tokens.{i}.local_sd"]))
+    stats = [(torch.from_numpy(arrays[f"tokens.{i}.local_mu"]), torch.from_numpy(arrays[f"tokens.{i}.local_sd"]),
+              torch.from_numpy(arrays[f"tokens.{i}.pcs"]) if f"tokens.{i}.pcs" in arrays else None)
              for i in range(len(layers))]
     out_hw = max((tuple(s[1:]) for s in meta["shapes"]), key=lambda hw: hw[0] * hw[1])
 
     @torch.no_grad()
     def aligned_local(idx: np.ndarray) -> np.ndarray:
-        """N × L × D × H × W: pooled and standardised as in training, aligned by each layer's A_l, then
-        resampled bilinearly to the finest grid (cell centres keep their image position)."""
+        """N × L × D × H × W: pooled, standardised and projected onto the layer's principal channels as in
+        training, aligned by each layer's A_l, then resampled bilinearly to the finest grid (cell centres keep
+        their image position)."""
         idx = np.asarray(idx, np.int64)
         maps = []
         for i, layer in enumerate(layers):
             x = _pool(torch.from_numpy(np.asarray(tokens.local(layer)[idx], np.float32)), grid)
-            mu, sd = stats[i]
-            x = net.align_local[i]((x - mu[:, None, None]) / sd[:, None, None])
+            mu, sd, pcs = stats[i]
+            x = (x - mu[:, None, None]) / sd[:, None, None]
+            if pcs is not None:
+                x = torch.einsum("nchw,ck->nkhw", x, pcs)
+            x = net.align_local[i](x)
             if tuple(x.shape[-2:]) != out_hw:
                 x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
             maps.append(x)

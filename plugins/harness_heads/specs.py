@@ -65,11 +65,14 @@ RSA = PluginSpec(
 
 
 class ClassTokenArgs(TrainArgs):
-    bottleneck: int = Field(128, gt=0)
+    #: as FactorTopy's defaults (same bottleneck and channel PCs): Table 3 compares readouts, not capacities
+    bottleneck: int = Field(32, gt=0)
+    channel_pcs: int | Literal["auto"] | None = "auto"
 
 
 class PatchTokenArgs(TrainArgs):
-    bottleneck: int = Field(128, gt=0)
+    bottleneck: int = Field(32, gt=0)
+    channel_pcs: int | Literal["auto"] | None = "auto"
     #: hidden width of each layer's compression MLP
     hidden: int = Field(128, gt=0)
     grid: int | None = Field(8, gt=0)
@@ -78,7 +81,7 @@ class PatchTokenArgs(TrainArgs):
 CLASSTOKEN = PluginSpec(
     id="classtoken",
     kind="head",
-    version="1",
+    version="2",
     summary="classToken baseline (FactorTopy Table 3): per-layer linear map of the global token, layer average, "
             "linear readout",
     args=ClassTokenArgs,
@@ -90,7 +93,7 @@ CLASSTOKEN = PluginSpec(
 PATCHTOKEN = PluginSpec(
     id="patchtoken",
     kind="head",
-    version="1",
+    version="2",
     summary="patchToken baseline (FactorTopy Table 3): per-layer MLP on flattened local tokens, layer average, "
             "linear readout",
     args=PatchTokenArgs,
@@ -110,7 +113,7 @@ class GNetArgs(TrainArgs):
 GNET = PluginSpec(
     id="gnet",
     kind="head",
-    version="1",
+    version="2",
     summary="GNet-style baseline: per-voxel, per-layer learned spatial pooling fields over aligned local tokens",
     args=GNetArgs,
     consumes=frozenset({TOKENS, VOXELS}),
