@@ -63,8 +63,6 @@ class HookedBackbone(Backbone):
     """A torch ``nn.Module`` tapped at named submodules."""
 
     num_prefix_tokens: int = 0
-    #: run the net and its inputs channels_last (measured faster for CPU CNNs); plugins may make it a property
-    channels_last: bool = False
 
     def __init__(self, args: PluginArgs, ctx: BuildContext) -> None:
         super().__init__(args, ctx)
