@@ -12,6 +12,8 @@ speed    : images/s of harness extraction against a bare forward pass, same net,
            bare    = ``net(x)`` on the same, already preprocessed batches under ``inference_mode``
            (the whole net, classifier included; nothing stored).
            overhead = harness time / bare time - 1 (target < 15 %, warm). fmt: the family's default layout.
+           CPU ovh = the same ratio of process CPU seconds (all threads): on a machine shared with other
+           processes wall time mostly measures their load, CPU time far less.
            taps    = ``tokens()`` alone on the preprocessed batches (hooks at every layer, stop after the
            deepest), decode = JPEG decode + resize + crop + normalise alone: where the overhead goes.
 layout   : bare forward with channels_last vs contiguous NCHW, same weights (the families'
@@ -123,17 +125,22 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
     warm_root = Path(tempfile.mkdtemp(dir=tmp))
     ensure_tokens(bb, stimuli, TokenCache(warm_root), batch_size=args.batch)  # decodes once: the warm state
 
+    cpu: dict[str, list[float]] = {"bare": [], "warm": [], "cold": []}
+
+    def timed(kind: str, fn) -> float:
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        wall = time.perf_counter() - t0
+        cpu[kind].append(time.process_time() - c0)
+        return wall
+
     def warm() -> float:
         shutil.rmtree(warm_root / "tokens")  # tokens miss, decoded stimuli hit
-        t0 = time.perf_counter()
-        ensure_tokens(bb, stimuli, TokenCache(warm_root), batch_size=args.batch)
-        return time.perf_counter() - t0
+        return timed("warm", lambda: ensure_tokens(bb, stimuli, TokenCache(warm_root), batch_size=args.batch))
 
     def cold() -> float:
         with tempfile.TemporaryDirectory(dir=tmp) as c:  # both caches empty
-            t0 = time.perf_counter()
-            ensure_tokens(bb, stimuli, TokenCache(Path(c)), batch_size=args.batch)
-            return time.perf_counter() - t0
+            return timed("cold", lambda: ensure_tokens(bb, stimuli, TokenCache(Path(c)), batch_size=args.batch))
 
     def taps(enabled: bool) -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
@@ -143,7 +150,7 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
     bare(batches[:1])  # warm-up (allocator, oneDNN primitives)
     t: dict[str, list[float]] = {k: [] for k in ("bare", "warm", "cold", "other", "fp32", "bf16", "decode")}
     for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit every column alike
-        t["bare"].append(_best(lambda: bare(batches), 1))
+        t["bare"].append(timed("bare", lambda: bare(batches)))
         t["warm"].append(warm())
         t["cold"].append(cold())
         if args.skip_extras:
@@ -158,8 +165,9 @@ def _speed_row(bb, stimuli, args: argparse.Namespace, tmp: Path) -> str:
     best = {k: min(v) for k, v in t.items() if v}
     w = "random" if bb.ctx.random_init else "real"
     tb, tw, tc = best["bare"], best["warm"], best["cold"]
+    cb, cw, cc = (min(cpu[k]) for k in ("bare", "warm", "cold"))
     row = (f"{bb.ctx.entry.name:20s} {w:7s} {'CL' if cl else 'NCHW':5s} {args.n / tb:10.1f} {args.n / tw:10.1f} "
-           f"{tw / tb - 1:+9.1%} {args.n / tc:10.1f} {tc / tb - 1:+9.1%}")
+           f"{tw / tb - 1:+9.1%} {args.n / tc:10.1f} {tc / tb - 1:+9.1%} {cw / cb - 1:+12.1%} {cc / cb - 1:+12.1%}")
     if args.skip_extras:
         return row
     cl_ratio = best["other"] / best["bare"] if cl else best["bare"] / best["other"]  # > 1: channels_last faster
@@ -179,7 +187,7 @@ def speed(args: argparse.Namespace) -> None:
     print(f"# speed: {args.n} images ({what}), batch {args.batch}, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}, torch {torch.__version__}", flush=True)
     head = (f"{'family':20s} {'weights':7s} {'fmt':5s} {'bare img/s':>10s} {'warm img/s':>10s} {'warm ovh':>9s} "
-            f"{'cold img/s':>10s} {'cold ovh':>9s}")
+            f"{'cold img/s':>10s} {'cold ovh':>9s} {'warm CPU ovh':>12s} {'cold CPU ovh':>12s}")
     if not args.skip_extras:
         head += f" {'taps img/s':>10s} {'decode img/s':>11s} {'CL/NCHW':>8s} {'bf16/fp32':>9s} {'bf16 min r':>10s}"
     print(head, flush=True)

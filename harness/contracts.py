@@ -82,6 +82,9 @@ class Backbone(Plugin):
     #: CPU bf16 autocast was measured faster than fp32 for this family with tokens correlating ≥ 0.999
     #: (benchmarks/bench_extraction.py); extraction precision ``auto`` then uses bf16 on CPU too
     cpu_bf16: bool = False
+    #: the net runs channels-last (measured faster for CPU CNNs): extraction builds its input batches in that memory
+    #: order rather than the net transposing every batch; plugins may make it a property
+    channels_last: bool = False
 
     @property
     @abstractmethod

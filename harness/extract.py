@@ -50,6 +50,24 @@ def _peak(x: torch.Tensor) -> float:
     return max(-float(lo), float(hi))
 
 
+def stored(x32: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+    """``x32`` cast to ``dtype`` in contiguous (NCHW) layout, and the peak ``max |x32|`` when it may exceed float16's
+    range (else 0.0): the overflow guard, in one pass over the cast result instead of one over the float32 input.
+
+    Why: channels-last CNN maps made the guard's ``aminmax`` over the strided float32 map and the transposing cast
+    two slow passes (2-10x a contiguous pass). The cast result answers the guard exactly: float16 rounds
+    monotonically, so every ``|x32| > 65504`` becomes 65504 or ``inf`` — a cast peak below 65504 proves none
+    exceeded it, and only a cast peak at 65504, ``inf`` or NaN (rare) costs the exact float32 pass.
+    """
+    out = x32.to(dtype, memory_format=torch.contiguous_format)
+    if dtype != torch.float16 or not out.numel():
+        return out, 0.0
+    lo, hi = torch.aminmax(out)
+    if max(-float(lo), float(hi)) < FP16_MAX:  # NaN compares False: checked exactly below
+        return out, 0.0
+    return out, _peak(x32)
+
+
 def storage_dtype(first_batch: torch.Tensor, requested: torch.dtype) -> torch.dtype:
     """The dtype a layer is stored in: the requested one unless it is float16 and the values do not fit it."""
     if requested != torch.float16:
@@ -71,7 +89,7 @@ def tokens_key(backbone: Backbone, stimuli: Stimuli, precision: str, max_grid: i
 
 
 def stimulus_batches(
-    stimuli: Stimuli, pre: Preprocess, batch_size: int, decoded: DecodedCache
+    stimuli: Stimuli, pre: Preprocess, batch_size: int, decoded: DecodedCache, channels_last: bool = False
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """``(start, normalised batch)`` through the decoded-stimulus cache.
 
@@ -79,7 +97,8 @@ def stimulus_batches(
     and decoding + resizing them costs as much as a small net's forward. So the first backbone decodes
     (in the background thread, overlapped with its forward, as before) and writes the pixels to a cache
     entry; later backbones read row slices of its memory map and only normalise. The batches are
-    bit-identical either way (:func:`~harness.kit.images.normalise` on the same uint8 pixels).
+    bit-identical either way (:func:`~harness.kit.images.normalise` on the same uint8 pixels). ``channels_last``
+    batches keep the pixels' memory order (same values) for backbones that run in it.
     """
     n = len(stimuli)
     if not n:
@@ -91,18 +110,19 @@ def stimulus_batches(
         if pixels.shape != (n, pre.crop, pre.crop, 3):
             raise HarnessError(f"decoded-stimulus cache entry {hit.path}: pixels.npy is {pixels.shape}, "
                                f"expected {(n, pre.crop, pre.crop, 3)}; remove it with `harness cache clear {key[:12]}`")
-        yield from prefetched(lambda idx: torch.from_numpy(normalise(pixels[idx.start : idx.stop], pre)), n, batch_size)
+        yield from prefetched(lambda idx: torch.from_numpy(normalise(pixels[idx.start : idx.stop], pre, channels_last)),
+                              n, batch_size)
         return
     meta = {"stimuli": stimuli.digest, **pre.decode_recipe()}
     with decoded.writer(key, (n, pre.crop, pre.crop, 3), meta) as rows:
-        for start, (raw, batch) in prefetched(lambda idx: _decoded(stimuli, pre, idx), n, batch_size):
+        for start, (raw, batch) in prefetched(lambda idx: _decoded(stimuli, pre, idx, channels_last), n, batch_size):
             rows.write_rows(start, raw)
             yield start, batch
 
 
-def _decoded(stimuli: Stimuli, pre: Preprocess, idx: range) -> tuple[np.ndarray, torch.Tensor]:
+def _decoded(stimuli: Stimuli, pre: Preprocess, idx: range, channels_last: bool) -> tuple[np.ndarray, torch.Tensor]:
     raw = decode_batch(stimuli, pre, idx)
-    return raw, torch.from_numpy(normalise(raw, pre))
+    return raw, torch.from_numpy(normalise(raw, pre, channels_last))
 
 
 def ensure_tokens(
@@ -140,7 +160,8 @@ def ensure_tokens(
         "max_grid": max_grid,
         "preprocess": backbone.preprocess.model_dump(),
     }
-    batches = stimulus_batches(stimuli, backbone.preprocess, batch_size, cache.decoded)
+    channels_last = bool(getattr(backbone, "channels_last", False))  # as resolve_precision reads cpu_bf16
+    batches = stimulus_batches(stimuli, backbone.preprocess, batch_size, cache.decoded, channels_last)
     return extract(backbone, batches, len(stimuli), cache, key, meta,
                    device=device, precision=precision, pool=lambda t: _cap_grid(t, max_grid), store_dtype=store_dtype,
                    progress=progress)
@@ -209,16 +230,17 @@ def extract(
                 toks = backbone.tokens(batch)
             for layer, t in toks.items():
                 local32, glob32 = pool(t.local.float()), t.global_.float()
-                dtype = layer_dtype.setdefault(layer, storage_dtype(local32, requested))
-                if dtype == torch.float16:
-                    peak = max(_peak(local32), _peak(glob32))
-                    if FP16_MAX < peak < float("inf"):  # NaN/inf from the net itself pass through unchanged
-                        raise HarnessError(
-                            f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of rows {start}.."
-                            f"{start + len(batch) - 1} exceed float16's range (peak {peak:.3g}); "
-                            "extract with store_dtype='float32'")
-                local = local32.to(dtype, memory_format=torch.contiguous_format)
-                glob = glob32.to(dtype).contiguous()
+                if layer not in layer_dtype:  # decided once, on the first batch (not re-measured per batch)
+                    layer_dtype[layer] = storage_dtype(local32, requested)
+                dtype = layer_dtype[layer]
+                local, peak_local = stored(local32, dtype)
+                glob, peak_glob = stored(glob32, dtype)
+                peak = max(peak_local, peak_glob)
+                if FP16_MAX < peak < float("inf"):  # NaN/inf from the net itself pass through unchanged
+                    raise HarnessError(
+                        f"backbone {backbone.ctx.entry.name!r} layer {layer!r}: tokens of rows {start}.."
+                        f"{start + len(batch) - 1} exceed float16's range (peak {peak:.3g}); "
+                        "extract with store_dtype='float32'")
                 w.write(start, layer, local.cpu().numpy(), glob.cpu().numpy())
             if progress:
                 progress(start + len(batch), n)

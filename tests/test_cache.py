@@ -136,3 +136,24 @@ def test_float16_overflow_in_a_later_batch_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"'loud' layer 'x'.*rows 2\.\.3.*float16"):
         ensure_tokens(Loud(), Stimuli.from_array(procedural_images(4, 8, 0)), cache, batch_size=2)  # type: ignore[arg-type]
     assert cache.ls() == [] and not any(cache.root.iterdir())
+
+
+@pytest.mark.parametrize("edge", [65504.0, 65505.0, 65519.0, 65520.0, 1e6, float("inf"), float("-inf"), float("nan"),
+                                  -65505.0, 65503.0, 1.0])
+def test_cast_and_overflow_guard_in_one_pass_match_the_float32_guard(edge: float) -> None:
+    """`stored` guards on the float16 result; its verdict and stored bits must be the float32 guard's: values just
+    above 65504 (which round to 65504, not inf) still fail, inf/NaN from the net still pass through."""
+    import torch
+
+    from harness.extract import FP16_MAX, _peak, stored
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 3, 5, 5, generator=g) * 100).contiguous(memory_format=torch.channels_last)
+    x[2, 1, 3, 4] = edge
+    out, peak = stored(x, torch.float16)
+    assert out.is_contiguous() and out.dtype == torch.float16
+    assert torch.equal(out.view(torch.int16), x.to(torch.float16, memory_format=torch.contiguous_format).view(torch.int16))
+    old = _peak(x)
+    assert (FP16_MAX < peak < float("inf")) == (FP16_MAX < old < float("inf"))
+    kept, no_peak = stored(x, torch.float32)  # float32 layers are stored as they are, unguarded
+    assert no_peak == 0.0 and kept.is_contiguous() and torch.equal(kept.view(torch.int32), x.contiguous().view(torch.int32))

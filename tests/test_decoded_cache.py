@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import harness.extract as extract_mod
@@ -64,16 +65,20 @@ def test_batches_and_tokens_bit_identical_with_and_without_the_cache(factory, ph
     cold = list(stimulus_batches(photos, pre, 4, cache.decoded))  # decodes and writes the entry
     warm = list(stimulus_batches(photos, pre, 4, cache.decoded))  # reads it
     assert len(cache.decoded.ls()) == 1
-    for (s1, b1), (s2, b2) in zip(cold, warm, strict=True):
+    warm_cl = list(stimulus_batches(photos, pre, 4, cache.decoded, channels_last=True))  # a channels-last net's batches
+    for (s1, b1), (s2, b2), (_, b3) in zip(cold, warm, warm_cl, strict=True):
         ref = _old_batch(photos, pre, range(s1, s1 + len(b1)))
         assert s1 == s2
         np.testing.assert_array_equal(b1.numpy(), ref)
         np.testing.assert_array_equal(b2.numpy(), ref)
+        np.testing.assert_array_equal(b3.numpy(), ref)  # same values, in the net's memory order
+        assert b3.is_contiguous(memory_format=torch.channels_last) and b1.is_contiguous()
 
     key = tokens_key(bb, photos, "fp32", 32)
     uncached = TokenCache(tmp_path / "ref")  # the former path: decoded now, nothing cached
     ref_store = extract(bb, iter_batches(photos, pre, 4), len(photos), uncached, key, {}, device="cpu", precision="fp32",
                         pool=lambda t: extract_mod._cap_grid(t, 32))
+    assert bb.channels_last  # its batches are built channels-last; the reference's are NCHW
     with_cache = ensure_tokens(bb, photos, cache, batch_size=4)  # decoded entry already there: reads tensors
     assert with_cache.key == key
     ref, got = _tokens(ref_store), _tokens(with_cache)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import math
 from abc import abstractmethod
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import Backbone, BuildContext, LayerTokens
 from harness.specs import PluginArgs
+
+if TYPE_CHECKING:  # torch is imported where a net is built or run: planning and listings build entries, never nets
+    import torch
+    from torch import nn
 
 
 class _StopForward(Exception):
@@ -25,6 +26,8 @@ class _StopForward(Exception):
 
 def state_dict_digest(module: nn.Module) -> str:
     """sha256 over names, dtypes, shapes and bytes of every tensor: content, not names, keys caches."""
+    import torch
+
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
@@ -60,8 +63,6 @@ class HookedBackbone(Backbone):
     """A torch ``nn.Module`` tapped at named submodules."""
 
     num_prefix_tokens: int = 0
-    #: run the net and its inputs channels_last (measured faster for CPU CNNs); plugins may make it a property
-    channels_last: bool = False
 
     def __init__(self, args: PluginArgs, ctx: BuildContext) -> None:
         super().__init__(args, ctx)
@@ -84,6 +85,8 @@ class HookedBackbone(Backbone):
     @property
     def net(self) -> nn.Module:
         if self._net is None:
+            import torch
+
             torch.manual_seed(self.ctx.seed)  # random-init controls are reproducible
             net = self.build_module()
             if self.channels_last:
@@ -109,6 +112,8 @@ class HookedBackbone(Backbone):
 
     def forward_net(self, x: torch.Tensor) -> Any:
         if self.channels_last:
+            import torch
+
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 

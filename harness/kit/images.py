@@ -43,16 +43,28 @@ def crop_image(img: Image.Image, pre: Preprocess) -> Image.Image:
     return img.crop((left, top, left + pre.crop, top + pre.crop))
 
 
-def normalise(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
+def normalise(pixels: np.ndarray, pre: Preprocess, channels_last: bool = False) -> np.ndarray:
     """``…×H×W×3`` uint8 → ``…×3×H×W`` float32: scale to [0, 1], subtract ``mean``, divide by ``std``.
 
     Numpy's true division, in this order, is what every batch has always been computed with; torch's
-    scalar division may multiply by the reciprocal instead, which changes last bits.
+    scalar division may multiply by the reciprocal instead, which changes last bits. The three steps run in
+    place on one float32 copy, and the last one writes straight into the ``…×3×H×W`` layout: the same
+    float32 operations on every element as three separate expressions, without their temporaries and the
+    separate transposing copy. ``channels_last``: the result keeps the pixels' ``…×H×W×3`` memory order
+    (a strided ``…×3×H×W`` view, torch's ``channels_last`` once wrapped), for networks that run in that
+    layout, which would otherwise transpose the batch back.
     """
-    arr = np.asarray(pixels, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    arr = np.array(pixels, dtype=np.float32)  # always a copy: the steps below write in place
+    np.divide(arr, 255.0, out=arr)
+    np.subtract(arr, np.asarray(pre.mean, np.float32), out=arr)
     axes = (*range(arr.ndim - 3), arr.ndim - 1, arr.ndim - 3, arr.ndim - 2)
-    return np.ascontiguousarray(arr.transpose(axes))
+    std = np.asarray(pre.std, np.float32)
+    if channels_last:
+        np.divide(arr, std, out=arr)
+        return arr.transpose(axes)
+    out = np.empty(arr.transpose(axes).shape, np.float32)
+    np.divide(arr.transpose(axes), std.reshape(3, 1, 1), out=out)
+    return out
 
 
 def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:

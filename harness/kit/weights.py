@@ -68,8 +68,21 @@ def check_sha256(path: Path, expected: str | None, entry: str) -> Path:
     return path
 
 
+def _hf_repo_cached(hf_repo: str) -> bool:
+    """Whether the HF hub cache has a folder for this model repo at all.
+
+    Why: the hub's own look-ups (``try_to_load_from_cache``, ``snapshot_download``) import its HTTP client
+    (~0.2 s); without the repo's folder they can only answer "not cached", so planning a zoo of missing
+    models skips them. Same folder rule as the hub (``constants.HF_HUB_CACHE``/``models--org--name``)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return (Path(constants.HF_HUB_CACHE) / "--".join(["models", *hf_repo.split("/")])).is_dir()
+
+
 def _hf_cached(src: WeightSource) -> Path | None:
-    if not (src.hf_repo and src.hf_file):
+    if not (src.hf_repo and src.hf_file) or not _hf_repo_cached(src.hf_repo):
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -79,12 +92,28 @@ def _hf_cached(src: WeightSource) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch (seconds) when torch is not loaded yet.
+
+    Same rule as torch: ``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``, else ``~/.cache/torch/hub``;
+    once torch is imported its own answer is used, so a ``torch.hub.set_dir`` call is honoured.
+    """
+    import sys
+
+    hub = sys.modules.get("torch.hub")
+    return Path(hub.get_dir()) if hub is not None else torch_hub_dir_from_env()
+
+
+def torch_hub_dir_from_env() -> Path:
+    """torch's default hub folder (``torch.hub._get_torch_home()/hub``), from the environment alone."""
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
+
+
 def _torch_hub_cached(src: WeightSource) -> Path | None:
     if not src.url:
         return None
-    import torch.hub
-
-    p = Path(torch.hub.get_dir()) / "checkpoints" / Path(src.url).name
+    p = torch_hub_dir() / "checkpoints" / Path(src.url).name
     return p if p.is_file() else None
 
 
@@ -142,9 +171,7 @@ def where_to_put(src: WeightSource, settings: Settings | None) -> str:
     target = f"{roots[0] / src.filename}" if (roots and src.filename) else "a local file (set args.weights)"
     extra = f" or the HF hub cache of {src.hf_repo}/{src.hf_file}" if src.hf_repo else ""
     if src.url:
-        import torch.hub
-
-        extra += f" or {Path(torch.hub.get_dir()) / 'checkpoints' / Path(src.url).name}"
+        extra += f" or {torch_hub_dir() / 'checkpoints' / Path(src.url).name}"
     return f"put it at {target}{extra}"
 
 
@@ -273,6 +300,8 @@ def local_snapshot(hf_repo: str, revision: str | None, settings: Settings | None
     for root in weights_roots(settings):
         if (root / name / marker).is_file():
             return root / name
+    if not _hf_repo_cached(hf_repo):
+        return None
     try:
         from huggingface_hub import snapshot_download
 

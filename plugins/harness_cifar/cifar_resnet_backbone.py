@@ -8,7 +8,7 @@ normalised with the ImageNet mean/std.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from harness.errors import RegistryError
 from harness.kit.hooked import HookedBackbone
@@ -21,6 +21,9 @@ from harness.kit.weights import (
 )
 from harness.specs import Preprocess
 from harness_cifar.specs import CIFAR_RESNET, CifarArgs
+
+if TYPE_CHECKING:  # the network module (torch) is imported in build_module: planning needs none of it
+    from torch import nn
 
 CIFAR_32 = Preprocess(resize=32, crop=32, interpolation="bilinear")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

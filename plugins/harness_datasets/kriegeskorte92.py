@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.contracts import RDMTargets, Stimuli
 from harness.errors import DataError
+from harness.kit.filememo import memo_by_files
 from harness_datasets.rdm_sets import AllSubjectsRDMDataset
 from harness_datasets.roots import data_folder
 from harness_datasets.specs import KRIEGESKORTE92, K08Args
@@ -186,7 +187,14 @@ class Kriegeskorte92(AllSubjectsRDMDataset):
         return github_plan("kriegeskorte92", self.root)
 
     def digest(self) -> str:
+        """A function of the two files' bytes and the arguments, remembered while the files are untouched
+        (:mod:`harness.kit.filememo`): planning then skips decoding the stimuli MATLAB file."""
+        files = [self.root / BRAIN_FILE, self.root / SUPP_FILE]
+        salt = f"{self.spec.id}:{self.spec.version}:digest:{self.args.species}:{self.args.sessions}"
+        return memo_by_files(self.ctx.settings.cache_dir, files, salt, lambda: self._digest(files))
+
+    def _digest(self, files: list[Path]) -> str:
         h = hashlib.sha256(self.stimuli().digest.encode())
-        h.update(files_digest([self.root / BRAIN_FILE, self.root / SUPP_FILE]).encode())
+        h.update(files_digest(files).encode())
         h.update(f"{self.args.species}:{self.args.sessions}".encode())
         return h.hexdigest()

@@ -19,18 +19,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import state_dict_digest, to_layer_tokens
 from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unavailable
 from harness.specs import Preprocess
-from harness_diffusers.noising import TO_EPSILON, add_noise, ddim_inversion, fixed_noise
 from harness_diffusers.specs import STABLE_DIFFUSION, SDArgs
+
+if TYPE_CHECKING:  # torch, diffusers and transformers load when the pipeline is built, never to plan
+    import torch
+    from torch import nn
 
 #: the file that makes a folder a diffusers pipeline (a model folder has config.json instead)
 PIPELINE_MARKER = "model_index.json"
@@ -86,6 +86,7 @@ class StableDiffusionBackbone(Backbone):
 
     # -- building ---------------------------------------------------------------------------
     def _random_parts(self) -> _Parts:
+        import torch
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -104,6 +105,7 @@ class StableDiffusionBackbone(Backbone):
         return _Parts(unet, vae, text, sched, ids)
 
     def _pretrained_parts(self) -> _Parts:
+        import torch
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -118,6 +120,10 @@ class StableDiffusionBackbone(Backbone):
 
     @property
     def parts(self) -> _Parts:
+        import torch
+
+        from harness_diffusers.noising import TO_EPSILON
+
         if self._parts is None:
             torch.manual_seed(self.ctx.seed)  # random-init controls are reproducible
             p = self._random_parts() if self.ctx.random_init else self._pretrained_parts()
@@ -208,6 +214,8 @@ class StableDiffusionBackbone(Backbone):
               need_output: bool) -> torch.Tensor | None:
         """One UNet call; with ``capture``, the wanted blocks' outputs land there (and, if the output is
         not needed, the call stops after the deepest of them)."""
+        import torch
+
         handles = []
         wanted = self.blocks
         mods = self._block_modules()
@@ -229,6 +237,8 @@ class StableDiffusionBackbone(Backbone):
 
     def _noised_ddpm(self, z: torch.Tensor, context: torch.Tensor) -> dict[int, dict[str, LayerTokens]]:
         """x_t = √ᾱ_t z + √(1-ᾱ_t) ε with one seeded ε; the UNet stops after the deepest wanted block."""
+        from harness_diffusers.noising import add_noise, fixed_noise
+
         alphas = self.parts.scheduler.alphas_cumprod
         noise = fixed_noise(tuple(z.shape), self.args.seed, z.device, z.dtype)
         per_t: dict[int, dict[str, LayerTokens]] = {}
@@ -239,6 +249,8 @@ class StableDiffusionBackbone(Backbone):
 
     def _noised_inversion(self, z: torch.Tensor, context: torch.Tensor) -> dict[int, dict[str, LayerTokens]]:
         """DDIM inversion over ``inversion_steps``; features are read from the inversion's own UNet calls."""
+        from harness_diffusers.noising import ddim_inversion
+
         per_t: dict[int, dict[str, LayerTokens]] = {}
 
         def model(xt: torch.Tensor, t: int, capture: bool) -> torch.Tensor:

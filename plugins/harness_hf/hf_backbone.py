@@ -11,10 +11,7 @@ local folder found by :func:`harness.kit.weights.resolve_snapshot`; random-init 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import Backbone, LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
@@ -23,6 +20,10 @@ from harness.kit.weights import local_snapshot, resolve_snapshot, snapshot_unava
 from harness.specs import Preprocess
 from harness_hf.families import FAMILIES, Family
 from harness_hf.specs import HF, HFArgs
+
+if TYPE_CHECKING:  # torch and transformers load when the net is built, never to plan
+    import torch
+    from torch import nn
 
 
 def block_name(i: int, n: int) -> str:
@@ -71,6 +72,8 @@ class HFBackbone(Backbone):
     # -- network ----------------------------------------------------------------------------
     @property
     def net(self) -> nn.Module:
+        import torch
+
         if self._net is None:
             import transformers
 
@@ -107,6 +110,8 @@ class HFBackbone(Backbone):
         return tuple(block_name(i, n) for i in range(n))
 
     def _forward_kwargs(self, x: torch.Tensor) -> dict[str, Any]:
+        import torch
+
         kw: dict[str, Any] = {}
         if self.family.interpolates:
             kw["interpolate_pos_encoding"] = True

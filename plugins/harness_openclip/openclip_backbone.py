@@ -21,18 +21,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import HookedBackbone, to_layer_tokens
+from harness.kit.libfacts import library_fact
 from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 from harness.specs import Preprocess
 from harness_openclip.specs import OPENCLIP, OpenClipArgs
-from harness_openclip.towers import tower_taps
+
+if TYPE_CHECKING:  # torch and open_clip (> 10 s to import) load when a tower is built, never to plan
+    import torch
+    from torch import nn
+
+#: the distribution that installs ``open_clip``: its version keys the remembered registry answers
+DIST = "open_clip_torch"
 
 #: OpenAI's TorchScript checkpoints (the URL's parent folder is their sha256) need full unpickling
 _UNSAFE_URL_HOSTS = ("openaipublic",)
@@ -46,11 +50,19 @@ def _safe_alternatives(filename: str) -> list[str]:
     return [filename]
 
 
-def weight_sources(model: str, tag: str) -> list[WeightSource]:
-    """Every place open_clip itself would fetch (model, tag) from, safest format first."""
-    import open_clip
+def weight_sources(model: str, tag: str, cache_dir: Path | None = None) -> list[WeightSource]:
+    """Every place open_clip itself would fetch (model, tag) from, safest format first.
 
-    cfg = open_clip.get_pretrained_cfg(model, tag)
+    open_clip's download table is remembered per open_clip version under ``cache_dir``
+    (:mod:`harness.kit.libfacts`), so planning does not import open_clip."""
+
+    def ask() -> dict[str, str]:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(model, tag)
+        return {"hf_hub": str(cfg.get("hf_hub", "") or ""), "url": str(cfg.get("url", "") or "")}
+
+    cfg = library_fact(DIST, f"download:{model}:{tag}", ask, cache_dir)
     sources: list[WeightSource] = []
     hub = cfg.get("hf_hub", "")
     if hub:
@@ -106,15 +118,15 @@ class OpenClipBackbone(HookedBackbone):
         return vision
 
     def _check_tag(self) -> None:
-        import open_clip
-
         tag = self.args.pretrained
         if tag is None and not (self.ctx.random_init or self.args.weights):
             raise RegistryError(
                 f"backbone {self.ctx.entry.name!r}: args.pretrained is null (random weights): set random_init: true on "
                 "the entry so its results are labelled random, or name a tag or args.weights"
             )
-        if tag is not None and not open_clip.is_pretrained_cfg(self.args.model, tag):
+        if tag is not None and not self._has_tag(tag):
+            import open_clip
+
             known = open_clip.list_pretrained_tags_by_model(self.args.model)
             raise RegistryError(
                 f"backbone {self.ctx.entry.name!r}: args.pretrained: {tag!r} is not a tag of {self.args.model} "
@@ -145,7 +157,7 @@ class OpenClipBackbone(HookedBackbone):
         if self.args.weights:
             return resolve_weights(entry, WeightSource(), self.ctx.settings, explicit=self.args.weights)
         assert tag is not None
-        sources = weight_sources(self.args.model, tag)
+        sources = weight_sources(self.args.model, tag, self.ctx.settings.cache_dir)
         if not sources:
             raise WeightsMissingError(f"backbone {entry!r}: open_clip declares no safe download for {self.args.model}:{tag}; "
                                       "set args.weights")
@@ -158,8 +170,25 @@ class OpenClipBackbone(HookedBackbone):
         assert first is not None
         raise first
 
+    def _has_model(self) -> bool:
+        def ask() -> bool:
+            import open_clip
+
+            return open_clip.get_model_config(self.args.model) is not None
+
+        return library_fact(DIST, f"has_model:{self.args.model}", ask, self.ctx.settings.cache_dir)
+
+    def _has_tag(self, tag: str) -> bool:
+        def ask() -> bool:
+            import open_clip
+
+            return bool(open_clip.is_pretrained_cfg(self.args.model, tag))
+
+        return library_fact(DIST, f"is_pretrained:{self.args.model}:{tag}", ask, self.ctx.settings.cache_dir)
+
     def check_args(self) -> None:
-        self._model_cfg()
+        if not self._has_model():
+            self._model_cfg()  # raises the one-line error
         self._check_tag()
 
     def weights_reason(self) -> str | None:
@@ -169,7 +198,7 @@ class OpenClipBackbone(HookedBackbone):
         if self._tag is None:
             return None
         reasons = [weights_unavailable(entry, src, settings, explicit=_open_clip_cache(src))
-                   for src in weight_sources(self.args.model, self._tag)]
+                   for src in weight_sources(self.args.model, self._tag, settings.cache_dir)]
         if not reasons:
             return f"backbone {entry!r}: open_clip declares no safe download for {self.args.model}:{self._tag}; set args.weights"
         return None if any(r is None for r in reasons) else reasons[0]
@@ -193,6 +222,8 @@ class OpenClipBackbone(HookedBackbone):
             raise RegistryError(f"backbone {self.ctx.entry.name!r}: args.vision_overrides: {exc}") from None
         if not self.ctx.random_init and (self._tag is not None or self.args.weights):
             self._load(vis, self._weights_file())
+        from harness_openclip.towers import tower_taps
+
         self._taps, self._prefix = tower_taps(vis)
         self._batch_first = bool(getattr(getattr(vis, "transformer", None), "batch_first", True))
         return vis

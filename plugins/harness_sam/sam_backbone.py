@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError
@@ -25,6 +22,10 @@ from harness.kit.hooked import HookedBackbone
 from harness.kit.weights import WeightSource, load_state_dict, load_strict, resolve_weights, weights_unavailable
 from harness.specs import Preprocess
 from harness_sam.specs import SAM, SamArgs
+
+if TYPE_CHECKING:  # torch and segment_anything load when the encoder is built, never to plan
+    import torch
+    from torch import nn
 
 _DL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -75,6 +76,7 @@ class SamBackbone(HookedBackbone):
 
     def build_module(self) -> nn.Module:
         from segment_anything.modeling import ImageEncoderViT
+        from torch import nn
 
         cfg = self.encoder_config()
         try:

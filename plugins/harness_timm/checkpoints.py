@@ -11,14 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.specs import Preprocess
 
-StateDict = dict[str, torch.Tensor]
+if TYPE_CHECKING:  # conversions run on loaded state_dicts, when torch is imported already
+    import torch
+    from torch import nn
+
+StateDict = dict[str, "torch.Tensor"]
 
 
 def lukemelas_to_timm(sd: StateDict, net: nn.Module) -> StateDict:

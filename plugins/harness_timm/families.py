@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+from harness.kit.libfacts import library_fact
+
+if TYPE_CHECKING:
+    from torch import nn
 
 LayerMap = dict[str, str]
 
@@ -91,11 +96,18 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def family_module(model: str) -> str | None:
-    """The module defining a timm model name (with or without a ``.tag``), or None if timm lacks it."""
-    from timm.models import is_model, model_entrypoint, split_model_name_tag
+def family_module(model: str, cache_dir: Path | None = None) -> str | None:
+    """The module defining a timm model name (with or without a ``.tag``), or None if timm lacks it.
 
-    arch, _ = split_model_name_tag(model)
-    if not is_model(arch):
-        return None
-    return model_entrypoint(arch).__module__
+    Remembered per timm version under ``cache_dir`` (:mod:`harness.kit.libfacts`): planning asks it for
+    every timm entry and must not import timm to do so."""
+
+    def ask() -> str | None:
+        from timm.models import is_model, model_entrypoint, split_model_name_tag
+
+        arch, _ = split_model_name_tag(model)
+        if not is_model(arch):
+            return None
+        return model_entrypoint(arch).__module__
+
+    return library_fact("timm", f"family_module:{model}", ask, cache_dir)

@@ -20,12 +20,11 @@ import importlib.util
 import math
 import re
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import RegistryError, WeightsMissingError
 from harness.kit.hooked import HookedBackbone
+from harness.kit.libfacts import library_fact
 from harness.kit.weights import (
     WeightSource,
     check_sha256,
@@ -39,7 +38,12 @@ from harness_timm.checkpoints import FORMATS
 from harness_timm.families import FAMILIES, Family, family_module
 from harness_timm.specs import TIMM, TimmArgs
 
+if TYPE_CHECKING:
+    from torch import nn
+
 _LOADABLE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+#: the fields of timm's pretrained cfg this plugin reads (preprocessing, where the weights are)
+_CFG_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std", "url", "hf_hub_id")
 
 
 def lite_package(model: str) -> str | None:
@@ -53,7 +57,7 @@ class TimmBackbone(HookedBackbone):
 
     # -- configuration (cheap: no network is built) ---------------------------------------
     def _family(self) -> Family:
-        mod = family_module(self.args.model)
+        mod = family_module(self.args.model, self.ctx.settings.cache_dir)
         if mod is None:
             raise RegistryError(f"{self.where('model')}: timm has no model {self.args.model!r}")
         fam = FAMILIES.get(mod)
@@ -66,10 +70,16 @@ class TimmBackbone(HookedBackbone):
         return fam
 
     def _pretrained_cfg(self) -> dict[str, Any]:
-        import timm
+        """timm's pretrained cfg (the fields read here), remembered per timm version: no timm import to plan."""
 
-        cfg = timm.get_pretrained_cfg(self.args.model)
-        return cfg.to_dict() if cfg is not None else {}
+        def ask() -> dict[str, Any]:
+            import timm
+
+            cfg = timm.get_pretrained_cfg(self.args.model)
+            d = cfg.to_dict() if cfg is not None else {}
+            return {k: d[k] for k in _CFG_KEYS if k in d}
+
+        return library_fact("timm", f"pretrained_cfg:{self.args.model}", ask, self.ctx.settings.cache_dir)
 
     @property
     def preprocess(self) -> Preprocess:

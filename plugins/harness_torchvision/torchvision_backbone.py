@@ -14,10 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.contracts import LayerTokens
 from harness.errors import RegistryError
@@ -31,6 +28,9 @@ from harness.kit.weights import (
 )
 from harness.specs import Preprocess
 from harness_torchvision.specs import TORCHVISION, TVArgs
+
+if TYPE_CHECKING:  # torch is imported when the net is built: planning reads the tables below only
+    from torch import nn
 
 LayerMap = dict[str, str]
 
@@ -170,6 +170,8 @@ class TorchvisionBackbone(HookedBackbone):
         return self.pick_layers(full, self.args.layers)
 
     def layer_output(self, name: str, out: Any) -> LayerTokens:
+        import torch
+
         if isinstance(out, torch.Tensor) and out.ndim == 2:  # fully connected: a 1×1 map
             return LayerTokens(local=out[:, :, None, None], global_=out)
         return to_layer_tokens(out, self.num_prefix_tokens)
