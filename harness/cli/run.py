@@ -81,9 +81,10 @@ def run(
     precision: Annotated[str | None, typer.Option(help="auto, fp32 or bf16 (autocast) extraction; auto: bf16 on CUDA, and on CPU for families measured accurate (r ≥ 0.999) and faster.")] = None,
     finetune: Annotated[list[str] | None, typer.Option("--finetune", help="Cross base backbones (-b, default all) with the backbones derived from them for TASK (registry `parent` + `meta.task`).")] = None,
     everything: Everything = False,
-    executor: Annotated[str | None, typer.Option(help="local (this process) or ray [env HARNESS_EXECUTOR].")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (this process), processes (a pool of this machine's cores ÷ --cpus-per-job "
+                                                  "single-threaded workers) or ray [env HARNESS_EXECUTOR].")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port; unset starts a local one [env HARNESS_RAY_ADDRESS].")] = None,
-    cpus_per_job: Annotated[float | None, typer.Option(help="CPUs each Ray task requests (default 1) [env HARNESS_CPUS_PER_JOB].")] = None,
+    cpus_per_job: Annotated[float | None, typer.Option(help="CPUs each Ray task requests, or threads per worker with processes (default 1) [env HARNESS_CPUS_PER_JOB].")] = None,
     gpus_per_job: Annotated[float | None, typer.Option(help="GPUs each Ray task requests (default 0; fractions share a card) [env HARNESS_GPUS_PER_JOB].")] = None,
     split_heads: Annotated[bool | None, typer.Option("--split-heads/--no-split-heads", help="One task per head after one extraction task per dataset × backbone [env HARNESS_SPLIT_HEADS].")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph with each task's resources; run nothing.")] = False,

@@ -1,6 +1,6 @@
 """``--executor`` and its resources: flags beat the environment, which beats the config file, as for every setting.
 
-Environment: ``HARNESS_EXECUTOR`` (local|ray), ``HARNESS_RAY_ADDRESS``, ``HARNESS_CPUS_PER_JOB``,
+Environment: ``HARNESS_EXECUTOR`` (local|processes|ray), ``HARNESS_RAY_ADDRESS``, ``HARNESS_CPUS_PER_JOB``,
 ``HARNESS_GPUS_PER_JOB``, ``HARNESS_SPLIT_HEADS`` (1/0); config-file keys ``executor``, ``ray_address``,
 ``cpus_per_job``, ``gpus_per_job``, ``split_heads``.
 """
@@ -96,8 +96,14 @@ def _ray(o: ExecutorOptions) -> Executor:
                        split_heads=o.split_heads, fit_batch=not o.batch_size_given)
 
 
+def _processes(o: ExecutorOptions) -> Executor:
+    from harness.executors.processes import ProcessExecutor
+
+    return ProcessExecutor(threads=max(1, int(o.cpus_per_job)))
+
+
 #: ``--executor`` value → constructor (Ray is imported only when chosen)
-EXECUTORS: dict[str, Callable[[ExecutorOptions], Executor]] = {"local": _local, "ray": _ray}
+EXECUTORS: dict[str, Callable[[ExecutorOptions], Executor]] = {"local": _local, "ray": _ray, "processes": _processes}
 
 
 def make_executor(o: ExecutorOptions) -> Executor:
@@ -109,7 +115,7 @@ def device_for(o: ExecutorOptions, device: str) -> str:
     CUDA exactly when jobs request GPUs, whatever the driver has (it plans the job ids, which depend on it)."""
     from harness.extract import resolve_device
 
-    if o.executor == "local":
+    if o.executor in ("local", "processes"):
         return resolve_device(device)
     if device == "auto":
         return "cuda" if o.gpus_per_job > 0 else "cpu"
