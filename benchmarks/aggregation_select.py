@@ -10,12 +10,13 @@ Protocol (declared here, in the commit that adds this file, before any of its nu
    held-out-image protocol ``images: held_out``, 3 image folds seeded by the run seed 0): every head is fitted on
    two folds' images (all 15 subjects) and predicts the third fold's block among its own images; r² per subject is
    averaged over the folds. Layer-wise RSA chooses its layer on the training folds' images. The 92 set is not read.
-2. **Candidates** (``CANDIDATES`` + ``ENSEMBLES``, 6 in all): the plain default (``aggregation``), per-stage L2
-   (``aggregation_l2norm``), the test-set-chosen ``aggregation_pool5_full``, and three levers the issue names that
+2. **Candidates** (``CANDIDATES`` + ``ENSEMBLES``, 8 in all): the plain default (``aggregation``), per-stage L2
+   (``aggregation_l2norm``), the test-set-chosen ``aggregation_pool5_full``, and five levers the issue names that
    the cross-set table has not tried with it: fewer free parameters (stage masks only), early stopping on 20 % of
-   the training images (40 epochs max), and averaging the predicted RDMs of EfficientNet-Lite0, -Lite1 and -Lite2
+   the training images (40 epochs max), a weight-decay prior pulling the masks toward 1 (``mask_decay`` 10),
+   averaging the RDMs of 5 seeds, and averaging the predicted RDMs of EfficientNet-Lite0, -Lite1 and -Lite2
    (the pool5_full fits of each; no extra training). Each single-backbone candidate runs on Lite0, Lite1, Lite2.
-   Caveat kept in the report: the spatial-pooling idea behind three of the six came from looking at the 92 set.
+   Caveat kept in the report: the spatial-pooling idea behind five of the eight came from looking at the 92 set.
 3. **Criterion.** For a (backbone, candidate): Δ = mean over subjects of the paired difference in r² against
    ``rsa`` and against ``aggregation_uniform`` of the same backbone (the ensemble: against every backbone's, the
    worst counts), in % of the upper noise ceiling, on EVC and on IT; ``margin`` = the smallest of those four Δ
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregation_cross_set import BASELINES, REPO, paired, registry_file, subject_ci  # noqa: E402
+from aggregation_cross_set import BASELINES, REPO, paired, registry_file, subject_ci
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 #: single-backbone candidates: registry entries (None) or stage_aggregation args
@@ -62,6 +63,12 @@ CANDIDATES: dict[str, dict[str, Any] | None] = {
     # early stopping on 20 % of the training images, at most 40 epochs
     "sel_p5f_es": {"masks": ["stage", "channel"], "normalize": "l2", "pool": 5, "crop_fraction": 1.0,
                    "val_fraction": 0.2, "epochs": 40},
+    # a Gaussian prior pulling every mask toward 1 (the uniform model): λ · mean (m − 1)²
+    "sel_p5f_decay10": {"masks": ["stage", "channel"], "normalize": "l2", "pool": 5, "crop_fraction": 1.0,
+                        "mask_decay": 10.0},
+    # averaging the predicted RDMs of 5 seeds (crop draws and batch orders)
+    "sel_p5f_5seeds": {"masks": ["stage", "channel"], "normalize": "l2", "pool": 5, "crop_fraction": 1.0,
+                       "n_seeds": 5},
 }
 #: candidate → the single-backbone candidate whose predicted RDMs are averaged over ``BACKBONES``
 ENSEMBLES: dict[str, str] = {"ens3_pool5_full": "aggregation_pool5_full"}
