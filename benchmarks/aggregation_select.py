@@ -60,7 +60,8 @@ CANDIDATES: dict[str, dict[str, Any] | None] = {
     "aggregation_pool5_full": None,
     # fewer free parameters for 118 images: one scalar per stage, no channel mask
     "sel_p5f_stage_only": {"masks": ["stage"], "normalize": "l2", "pool": 5, "crop_fraction": 1.0},
-    # early stopping on 20 % of the training images, at most 40 epochs
+    # early stopping on 20 % of the training images, at most 40 epochs (the run selected it; the registry entry
+    # aggregation_pool5_full_es, added afterwards, has the same args)
     "sel_p5f_es": {"masks": ["stage", "channel"], "normalize": "l2", "pool": 5, "crop_fraction": 1.0,
                    "val_fraction": 0.2, "epochs": 40},
     # a Gaussian prior pulling every mask toward 1 (the uniform model): λ · mean (m − 1)²
