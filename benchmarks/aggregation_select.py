@@ -211,6 +211,10 @@ def main() -> None:
     ap.add_argument("--head-n-boot", type=int, default=100,
                     help="the heads' own bootstrap draws (stage-weight CIs only; predictions do not depend on it)")
     ap.add_argument("--md", default=None, help="also write both tables as markdown to this file")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="run seed (the image-fold split and the heads' fits; 0 is the declared protocol's)")
+    ap.add_argument("--select-only", action="store_true",
+                    help="stop after the selection (another seed's choice, without a second look at the test set)")
     args = ap.parse_args()
 
     from harness.factory import Factory
@@ -224,7 +228,7 @@ def main() -> None:
     settings = load_settings().with_overrides(registry=reg, db=db)
     if settings.data_root is None:
         sys.exit("set HARNESS_DATA_ROOT (e.g. /work/shared/data)")
-    f = Factory.open(settings)
+    f = Factory.open(settings, seed=args.seed)
     store = f.store()
 
     # 1. selection on the 118 set's held-out images
@@ -236,8 +240,10 @@ def main() -> None:
     sel_header = ["backbone", "candidate", *(f"{r} % NC" for r in rois),
                   *(f"{r} Δ vs {b}" for r in rois for b in BASELINES), "margin"]
     sel_md = md(sel_header, sel_rows)
-    print("\n".join(["", f"Selection on {SELECT_DS} (3 held-out-image folds): selected {bb} × {cand}", *sel_md]),
-          flush=True)
+    print("\n".join(["", f"Selection on {SELECT_DS} (3 held-out-image folds, seed {args.seed}): selected {bb} × "
+                     f"{cand}", *sel_md]), flush=True)
+    if args.select_only:
+        return
 
     # 2. the selected unit, once, on 118 → 92
     xfer = "xfer_118_to_92"
