@@ -76,11 +76,12 @@ BASELINES = ("rsa", "aggregation_uniform")
 
 
 def registry_file(tmp: Path, train: list[str], test: str, head_n_boot: int | None = None,
-                  metric_args: dict[str, Any] | None = None) -> Path:
-    """The project's registry plus the transfer dataset and the extra variants (and the speed overrides)."""
+                  metric_args: dict[str, Any] | None = None, variants: dict[str, dict[str, Any]] | None = None) -> Path:
+    """The project's registry plus the transfer dataset and the extra variants (``VARIANTS`` unless given; and the
+    speed overrides)."""
     reg = yaml.safe_load((REPO / "registry.yaml").read_text())
     reg.setdefault("heads", {}).update({k: {"plugin": "stage_aggregation", "args": v, "in_all": False}
-                                        for k, v in VARIANTS.items()})
+                                        for k, v in (VARIANTS if variants is None else variants).items()})
     if metric_args:
         m = reg["metrics"]["algonauts_r2"]
         m["args"] = {**(m.get("args") or {}), **metric_args}
