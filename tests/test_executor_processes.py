@@ -58,3 +58,40 @@ def test_processes_is_an_executor_option(tmp_path: Path, monkeypatch: pytest.Mon
     o = resolve(load_settings(), cpus_per_job=2)
     ex = make_executor(o)
     assert isinstance(ex, ProcessExecutor) and ex.threads == 2
+
+
+def test_workers_exit_when_the_driver_is_killed(local_run: tuple[Path, Path]) -> None:
+    """`harness run --all --executor processes` killed with -9 while its workers wait inside a job: the workers
+    exit by themselves (they would otherwise compute rows nobody writes), and the database holds whole jobs."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import plugin_site
+    from tests.test_executor_ray import REPO
+
+    tmp, _ = local_run
+    gate = tmp / "gate"
+    for p in gate.glob("started-*"):
+        p.unlink()
+    db = tmp / "killed.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(plugin_site(tmp / "site")), str(REPO)]), HF_HUB_OFFLINE="1",
+               HARNESS_REGISTRY=str(tmp / "registry.yaml"), HARNESS_HOME=str(tmp / "home"), HARNESS_DB=str(db),
+               HARNESS_CONFIG=str(tmp / "none.toml"))
+    drv = subprocess.Popen([sys.executable, "-m", "harness", "run", "--all", "--executor", "processes"],
+                           cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(started(gate)) >= 1 or drv.poll() is not None, what="a worker to reach the gate")
+        assert drv.poll() is None
+        workers = started(gate)
+    finally:
+        drv.kill()
+        drv.wait(30)
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers), "workers outlived their driver"
+    if db.exists():
+        jobs = Store(db).query("SELECT job_id, status FROM jobs")
+        assert jobs["job_id"].is_unique

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,15 @@ def _start(recipe: FactoryRecipe, threads: int) -> None:
     global _factory
     torch.set_num_threads(max(1, threads))
     _factory = recipe.build()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A driver killed outright (``kill -9``, SIGTERM) cannot stop its pool; its workers notice that they have
+    been re-parented and exit instead of computing rows nobody will write."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def _compute(unit: WorkUnit) -> list[JobResult]:
