@@ -127,37 +127,46 @@ def tables(db: Path, dataset: str, backbone: str, metric: str, heads: list[str])
     seed_rows = seed_rows[seed_rows["dataset"] == dataset]
     full = seed_rows[seed_rows["n_train"] == sizes[-1]].groupby("head")["score"].mean()
     seed_rows = seed_rows[seed_rows["n_train"] < sizes[-1]].assign(share=lambda f: f["score"] / f["head"].map(full))
-    share = seed_rows.pivot_table(index=["n_train", "seed"], columns="head", values="share")
     ft = "factortopy"
-    others = [h for h in order if h != ft and h in share.columns]
-    if ft in share.columns and others:
-        lines += ["", f"Share of the full-data score kept, {ft} − head (paired over seeds; > 0: {ft} degrades less):",
-                  "", "| n | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
-        for n in sizes[:-1]:
-            if n not in share.index.get_level_values(0):
+    wide = {v: seed_rows.pivot_table(index=["n_train", "seed"], columns="head", values=v) for v in ("share", "score")}
+    others = [h for h in order if h != ft and h in wide["share"].columns]
+    if ft not in wide["share"].columns or not others:
+        return "\n".join(lines) + "\n"
+    lines += paired(wide["share"], sizes[:-1], ft, others,
+                    f"Share of the full-data score kept, {ft} − head (paired over seeds; > 0: {ft} degrades less)")
+    lines += paired(wide["score"], sizes[:-1], ft, others,
+                    f"Score, {ft} − head (paired over seeds; > 0: {ft} predicts better at that n)")
+    lines.append("\n`*`: the 95 % interval excludes 0.")
+    n0 = sizes[0]
+    if n0 in wide["share"].index.get_level_values(0):
+        verdict = []
+        for h in [h for h in UNFACTORISED if h in others]:
+            d, a = ((wide[v].loc[n0][ft] - wide[v].loc[n0][h]).dropna().to_numpy() for v in ("share", "score"))
+            if len(d) < 2:
                 continue
-            s = share.loc[n]
-            cells = []
-            for h in others:
-                d = (s[ft] - s[h]).dropna().to_numpy()
-                cells.append(fmt(float(d.mean()), t_ci(d), nd=2) + ("*" if len(d) > 1 and abs(d.mean()) > t_ci(d) else "")
-                             if len(d) else "–")
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
-        lines.append("\n`*`: the 95 % interval excludes 0.")
-        n0 = sizes[0]
-        if n0 in share.index.get_level_values(0):
-            verdict = []
-            for h in [h for h in UNFACTORISED if h in others]:
-                d = (share.loc[n0][ft] - share.loc[n0][h]).dropna().to_numpy()
-                if len(d) < 2:
-                    continue
-                ci = t_ci(d)
-                word = ("less (holds)" if d.mean() - ci > 0 else "more (the opposite)" if d.mean() + ci < 0
-                        else "indistinguishably (not shown)")
-                verdict.append(f"{h}: {ft} degrades {word}, {d.mean():+.2f} ± {ci:.2f}")
-            if verdict:
-                lines.append(f"\nAt n={n0}, vs the unfactorised heads: " + "; ".join(verdict) + ".")
+            ci = t_ci(d)
+            word = ("less (holds)" if d.mean() - ci > 0 else "more (the opposite)" if d.mean() + ci < 0
+                    else "indistinguishably (not shown)")
+            verdict.append(f"{h}: {ft} degrades {word}, share {d.mean():+.2f} ± {ci:.2f}, score {a.mean():+.3f} ± "
+                           f"{t_ci(a):.3f}")
+        if verdict:
+            lines.append(f"\nAt n={n0}, vs the unfactorised heads: " + "; ".join(verdict) + ".")
     return "\n".join(lines) + "\n"
+
+
+def paired(wide: pd.DataFrame, sizes: list[int], ft: str, others: list[str], title: str) -> list[str]:
+    """Markdown rows: per n, mean ± 95 % t-interval over seeds of ``ft − head`` (``*``: excludes 0)."""
+    lines = ["", title + ":", "", "| n | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+    for n in sizes:
+        if n not in wide.index.get_level_values(0):
+            continue
+        cells = []
+        for h in others:
+            d = (wide.loc[n][ft] - wide.loc[n][h]).dropna().to_numpy()
+            ci = t_ci(d)
+            cells.append(fmt(float(d.mean()), ci, nd=3) + ("*" if abs(d.mean()) > ci else "") if len(d) else "–")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
