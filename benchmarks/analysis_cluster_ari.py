@@ -2,12 +2,14 @@
 
 The synthetic brain of tests/test_analyses.py (a random 16-channel-wide CNN, 4 ROIs × 25 voxels, 400
 procedural stimuli, ``roi_channel_share`` of the channel-weight variance planted per ROI) is generated at
-each SNR; FactorTopy (16-channel bottleneck, 600 steps, free selectors by default) is fitted and its
-channel selectors clustered into as many clusters as ROIs with each kernel. The baseline clusters the
-voxels' sheet coordinates alone (Ward). Also printed: the response-map peak error of single voxels (token
+each SNR and brain seed; FactorTopy (16-channel bottleneck, 600 steps, free selectors by default, channel
+selector at ``--readout-lr`` × lr) is fitted and its channel selectors clustered into as many clusters as
+ROIs with each kernel; the last line per SNR gives each kernel's mean and minimum ARI over the seeds.
+The baseline clusters the voxels' sheet coordinates alone (Ward). Also printed: the response-map peak error of single voxels (token
 cells, median per ROI), the truth behind `harness analyze channels`.
 
-    python benchmarks/analysis_cluster_ari.py [--snr 1 3 10 30] [--share 0.8] [--layout mixed] [--topology free]
+    python benchmarks/analysis_cluster_ari.py [--snr 1 3 10 30] [--seeds 3 4 5] [--readout-lr 10] [--share 0.8]
+        [--layout mixed] [--topology free]
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def run(snr: float, share: float, layout: str, topology: str, steps: int, tmp: Path) -> dict[str, float]:
+def run(snr: float, seed: int, share: float, layout: str, topology: str, steps: int, readout_lr: float,
+        tmp: Path) -> dict[str, float]:
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import adjusted_rand_score
 
@@ -38,15 +41,16 @@ def run(snr: float, share: float, layout: str, topology: str, steps: int, tmp: P
     from harness.settings import load_settings
     from tests.test_datasets_synthetic import _TestPlugins
 
-    brain = {"backbone": "tiny", "n_stimuli": 400, "image_size": 32, "n_subjects": 1, "voxels_per_roi": 25, "seed": 3,
+    brain = {"backbone": "tiny", "n_stimuli": 400, "image_size": 32, "n_subjects": 1, "voxels_per_roi": 25, "seed": seed,
              "snr": snr, "roi_channel_share": share, "roi_layout": layout, "rf_size": [0.08, 0.2], "readout_grid": 8}
+    head_args = {"bottleneck": 16, "max_steps": steps, "patience": 1000, "topology": topology, "readout_lr": readout_lr}
     reg = {"backbones": {"tiny": {"plugin": "tiny_cnn_test", "random_init": True, "args": {"width": 16}}},
-           "heads": {"ft": {"plugin": "factortopy", "args": {"bottleneck": 16, "max_steps": steps, "topology": topology}}},
+           "heads": {"ft": {"plugin": "factortopy", "args": head_args}},
            "datasets": {"brain": {"plugin": "synthetic_voxels", "args": brain}}}
     (tmp / "registry.yaml").write_text(yaml.safe_dump(reg))
     catalog = build_catalog(*make_manager(extra_plugins=[_TestPlugins()]))
     settings = load_settings().with_overrides(registry=tmp / "registry.yaml", home=tmp / "home")
-    f = Factory(catalog=catalog, registry=load_registry(catalog, tmp / "registry.yaml"), settings=settings,
+    f = Factory(catalog=catalog, registry=load_registry(catalog, tmp / "registry.yaml", settings), settings=settings,
                 extraction=ExtractionOptions(batch_size=64, max_grid=16))
     ds = f.dataset("brain")
     stim, gt = ds.stimuli(), ds.ground_truth("sub01")  # type: ignore[attr-defined]
@@ -79,12 +83,20 @@ def main() -> None:
     p.add_argument("--layout", choices=["bands", "mixed"], default="mixed")
     p.add_argument("--topology", choices=["auto", "free"], default="free")
     p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--seeds", type=int, nargs="+", default=[3], help="brain seeds (3: the test's brain)")
+    p.add_argument("--readout-lr", type=float, default=10.0, help="FactorTopy readout_lr (the test's: 10)")
     a = p.parse_args()
     torch.set_num_threads(1)
     for snr in a.snr:
-        with tempfile.TemporaryDirectory() as d:
-            r = run(snr, a.share, a.layout, a.topology, a.steps, Path(d))
-        print(f"snr {snr:g}: " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()), flush=True)
+        rows = []
+        for seed in a.seeds:
+            with tempfile.TemporaryDirectory() as d:
+                r = run(snr, seed, a.share, a.layout, a.topology, a.steps, a.readout_lr, Path(d))
+            rows.append(r)
+            print(f"snr {snr:g} seed {seed}: " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()), flush=True)
+        ari = [k for k in rows[0] if k.startswith("ari_")]
+        print(f"snr {snr:g} over {len(rows)} seeds: " + "  ".join(
+            f"{k} mean {np.mean([r[k] for r in rows]):.3f} min {min(r[k] for r in rows):.2f}" for k in ari), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ as in the FactorTopy ground-truth test. FactorTopy runs with free per-voxel sele
 paper's no-topology variant: intermixed ROIs give a coordinate MLP nothing smooth to learn)
 and a 16-channel bottleneck on a 16-channel-wide random CNN: a bottleneck wider than a
 layer leaves readout directions that layer cannot drive, which keep their random start and
-blur the clusters (measured: ARI 0.25 with 8-channel layers, 0.7 with 16).
+blur the clusters (measured: ARI 0.25 with 8-channel layers, 0.7 with 16). The channel selector learns at
+10 × lr (``readout_lr``): at the base rate a 600-step fit leaves it near its random start and the ARI
+depends on the brain's seed (cosine kernel: 0.35–0.82 over seeds 3–7; benchmarks/analysis_cluster_ari.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ BRAIN = {"backbone": "tiny", "n_stimuli": 400, "image_size": 32, "n_subjects": 1
          "snr": 10.0, "roi_channel_share": 0.8, "roi_layout": "mixed", "rf_size": [0.08, 0.2], "readout_grid": 8}
 # 600 steps, no early stop; the schedule this test was calibrated with (no sharpening, all channels)
 HEAD = {"bottleneck": 16, "max_steps": 600, "max_epochs": 10000, "patience": 1000, "topology": "free",
-        "entropy_final": 0.0, "channel_pcs": None}
+        "entropy_final": 0.0, "channel_pcs": None, "readout_lr": 10.0}
 
 
 class Fitted:
@@ -69,7 +71,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
 def test_saved_model_is_the_scored_model(fitted: Fitted, tmp_path: Path) -> None:
     path = Path(fitted.out.artifacts["model"])
     assert path.parent == fitted.factory.settings.home / "models" and path.suffix == ".safetensors"
-    arrays, meta = load_tensors(path)
+    _, meta = load_tensors(path)
     assert meta["plugin"] == "factortopy" and meta["units"] == fitted.out.unit_ids and meta["args"]["bottleneck"] == 16
     ro = fitted.readout
     np.testing.assert_allclose(ro.layer_weights, fitted.out.layer_weights, atol=1e-6)  # rebuilt net = fitted net
@@ -88,15 +90,14 @@ def test_channel_clusters_recover_planted_rois_that_coordinates_cannot(fitted: F
     from sklearn.metrics import adjusted_rand_score
 
     gt = fitted.truth
-    labels = cluster_units(fitted.readout.weights, ClusterParams(k=len(gt.roi_names)))  # default kernel (rbf)
+    labels = cluster_units(fitted.readout.weights, ClusterParams(k=len(gt.roi_names)))  # default kernel (cosine)
     ari = adjusted_rand_score(gt.rois, labels)
     coords = AgglomerativeClustering(n_clusters=len(gt.roi_names), linkage="ward").fit_predict(gt.xyz)
     ari_xyz = adjusted_rand_score(gt.rois, coords)
-    # Measured 0.76 with the step schedule the clustering was developed on, 0.678 on the epoch schedule of
-    # issue 12, 0.665 since the entropy decay ends at half the planned fit and the soup takes only checkpoints
-    # after it (deterministic). The issue's 0.7 target is therefore not met at this test's budget; the bound
-    # guards against a collapse (coordinates alone give ARI ~0).
-    assert ari >= 0.6, f"channel-cluster ARI {ari:.2f}"
+    # readout_lr 10 (the channel selector leaves its random start within the 600 steps): cosine-kernel ARI 0.84 on
+    # this brain (seed 3), 0.84-1.0 (mean 0.94) over brain seeds 3-9 (benchmarks/analysis_cluster_ari.py --snr 10
+    # --seeds 3 4 5 6 7 8 9); at the base rate 0.35-0.82 over seeds 3-7. Coordinates alone give ARI ~0.
+    assert ari >= 0.7, f"channel-cluster ARI {ari:.2f}"
     assert ari > ari_xyz + 0.5, f"channel ARI {ari:.2f} vs coordinates {ari_xyz:.2f}"
     # the planted channel patterns themselves are what the clusters find (sanity of the truth)
     assert adjusted_rand_score(gt.rois, cluster_units(gt.weight_basis, ClusterParams(k=4))) == pytest.approx(1.0)

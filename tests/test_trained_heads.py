@@ -261,6 +261,21 @@ def test_free_selectors_get_their_own_learning_rate(tmp_path: Path) -> None:
     assert len(coord.param_groups(1e-3)) == 1  # the coordinate MLPs share the base rate
 
 
+def test_channel_selector_gets_its_own_learning_rate(tmp_path: Path) -> None:
+    """readout_lr ≠ 1 puts the per-voxel channel selector in its own group, with or without topology."""
+    store = random_store(tmp_path)
+    src = TokenSource.from_store(store, np.arange(store.n), np.arange(30), "cpu")
+    outs, init = selector_outputs(len(LAYERS), "learned", "learned", "learned", 1)
+    net = FactorTopyNet(src.shapes(), 5, FreeSelectors(5, outs, init), bottleneck=8, free_lr=30.0, readout_lr=10.0)
+    groups = net.param_groups(1e-3)
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(3e-2), pytest.approx(1e-2)]
+    assert groups[2]["params"] == [net.weight]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    assert len({id(p) for g in groups for p in g["params"]}) == len(list(net.parameters()))  # each in one group
+    coord = small_net(src, 5, topology=True, readout_lr=10.0)
+    assert [g["lr"] for g in coord.param_groups(1e-3)] == [1e-3, pytest.approx(1e-2)]
+
+
 def test_standardisation_floors_nearly_dead_channels() -> None:
     """A channel that is 0 on the statistics sample and 6 on one other image (a ReLU6 unit that rarely fires)
     must not become a 10^4-sigma outlier; ordinary channels still come out with unit SD."""

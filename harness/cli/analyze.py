@@ -87,7 +87,7 @@ def clusters_cmd(
     backbone: Backbone, head: Head, dataset: DatasetOpt, subject: Subject = None,
     k: Annotated[int, typer.Option("--k", help="Clusters after Ward agglomeration.")] = 20,
     n_kmeans: Annotated[int, typer.Option(help="k-means clusters before agglomeration (capped at units − 1).")] = 1000,
-    kernel: Annotated[str, typer.Option(help="rbf, cosine or linear kernel on the readout weights.")] = "rbf",
+    kernel: Annotated[str, typer.Option(help="cosine, rbf or linear kernel on the readout weights.")] = "cosine",
     seed: Annotated[int, typer.Option(help="k-means and Nyström seed.")] = 0,
 ) -> None:
     """Cluster units by their channel selectors (kernel k-means, then Ward): table `clusters`, view `cluster_summary`."""

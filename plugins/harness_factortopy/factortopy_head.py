@@ -68,7 +68,7 @@ class FactorTopyHead(TrainedVoxelHead, ReadsChannels):
         selectors = CoordSelectors(pe, outs, a.mlp_hidden, init) if pe is not None else FreeSelectors(n_vox, outs, init)
         return FactorTopyNet(shapes, n_vox, selectors, bottleneck=a.bottleneck, layer_mode=a.layer_selection,
                              space_mode=a.space_selection, scale_mode=a.scale_selection, space_samples=a.space_samples,
-                             free_lr=a.free_selector_lr)
+                             free_lr=a.free_selector_lr, readout_lr=a.readout_lr)
 
     def describe(self, model: ChunkedVoxelModel, layers: tuple[str, ...]) -> Selections:
         assert isinstance(model, FactorTopyNet)

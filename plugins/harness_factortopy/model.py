@@ -83,9 +83,10 @@ def space_init(samples: int, radius: float = 0.25) -> torch.Tensor:
 class FactorTopyNet(ChunkedVoxelModel):
     def __init__(self, shapes: list[tuple[int, int, int]], n_voxels: int, selectors: nn.Module, *,
                  bottleneck: int = 128, layer_mode: LayerMode = "learned", space_mode: SpaceMode = "learned",
-                 scale_mode: ScaleMode = "learned", space_samples: int = 1, free_lr: float = 1.0) -> None:
+                 scale_mode: ScaleMode = "learned", space_samples: int = 1, free_lr: float = 1.0,
+                 readout_lr: float = 1.0) -> None:
         super().__init__()
-        self.free_lr = free_lr
+        self.free_lr, self.readout_lr = free_lr, readout_lr
         self.n_voxels = n_voxels
         self.n_layers = len(shapes)
         self.layer_mode, self.space_mode, self.scale_mode = layer_mode, space_mode, scale_mode
@@ -101,14 +102,19 @@ class FactorTopyNet(ChunkedVoxelModel):
         self.bias = nn.Parameter(torch.zeros(n_voxels))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Free per-voxel selectors learn at ``free_lr`` × lr: one Adam step moves a free logit by about lr,
-        whereas an MLP output sums the steps of all its hidden units, so at one lr the free variant barely
-        leaves its start in a few hundred steps."""
-        if not isinstance(self.selectors, FreeSelectors):
+        """Free per-voxel parameters learn faster: one Adam step moves a free logit by about lr, whereas an MLP
+        output sums the steps of all its hidden units, so at one lr free selectors (``free_lr``) and the channel
+        selector (``readout_lr``) barely leave their start in a few hundred steps. A multiplier of 1 adds no group."""
+        own: list[tuple[list[nn.Parameter], float]] = []
+        if isinstance(self.selectors, FreeSelectors):
+            own.append((list(self.selectors.parameters()), self.free_lr))
+        if self.readout_lr != 1.0:
+            own.append(([self.weight], self.readout_lr))
+        if not own:
             return super().param_groups(lr)
-        free = {id(p) for p in self.selectors.parameters()}
-        rest = [p for p in self.parameters() if id(p) not in free]
-        return [{"params": rest, "lr": lr}, {"params": list(self.selectors.parameters()), "lr": lr * self.free_lr}]
+        taken = {id(p) for ps, _ in own for p in ps}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return [{"params": rest, "lr": lr}] + [{"params": ps, "lr": lr * m} for ps, m in own]
 
     # ------------------------------------------------------------------ selectors
     def layer_weights(self, vox: slice) -> torch.Tensor:
