@@ -75,7 +75,7 @@ def test_options_flag_beats_env_beats_config(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize(("kw", "env", "msg"), [
-    ({"executor": "dask"}, {}, "executor must be one of local, ray, not 'dask'"),
+    ({"executor": "dask"}, {}, "executor must be one of local, processes, ray, not 'dask'"),
     ({}, {"HARNESS_GPUS_PER_JOB": "one"}, "HARNESS_GPUS_PER_JOB: expected a number, not 'one'"),
     ({"cpus_per_job": -1}, {}, "--cpus-per-job: must be ≥ 0"),
     ({"cpus_per_job": 0}, {}, "--cpus-per-job: a job needs more than 0 CPUs"),
