@@ -14,7 +14,15 @@ from harness.executors.processes import ProcessExecutor
 from harness.plan import make_plan
 from harness.runner import Runner
 from harness.store import Store
-from tests.test_executor_ray import alive, assert_same, factory, local_run, started, wait_for  # noqa: F401 (fixture)
+from tests.test_executor_ray import (  # noqa: F401 (local_run is a fixture)
+    alive,
+    assert_same,
+    driver_env,
+    factory,
+    local_run,  # noqa: F811
+    started,
+    wait_for,
+)
 
 
 def test_pool_matches_local_and_a_killed_worker_fails_then_resumes(local_run: tuple[Path, Path]) -> None:
@@ -67,18 +75,12 @@ def test_workers_exit_when_the_driver_is_killed(local_run: tuple[Path, Path]) ->
     import sys
     import time
 
-    from tests.helpers import plugin_site
-    from tests.test_executor_ray import REPO
-
     tmp, _ = local_run
     gate = tmp / "gate"
     for p in gate.glob("started-*"):
         p.unlink()
     db = tmp / "killed.duckdb"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(plugin_site(tmp / "site")), str(REPO)]), HF_HUB_OFFLINE="1",
-               HARNESS_REGISTRY=str(tmp / "registry.yaml"), HARNESS_HOME=str(tmp / "home"), HARNESS_DB=str(db),
-               HARNESS_CONFIG=str(tmp / "none.toml"))
+    env = driver_env(tmp, db)
     drv = subprocess.Popen([sys.executable, "-m", "harness", "run", "--all", "--executor", "processes"],
                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

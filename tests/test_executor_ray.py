@@ -109,6 +109,16 @@ def assert_same(a: Path, b: Path) -> None:
     assert len(ta["scores"]) > 0
 
 
+def driver_env(tmp: Path, db: Path) -> dict[str, str]:
+    """Environment of a `harness run` driver in its own process: this test's registry, home and database, the
+    test plugins visible through an entry point (tests.helpers.plugin_site), no HARNESS_* of the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(plugin_site(tmp / "site")), str(REPO)]), HF_HUB_OFFLINE="1",
+               HARNESS_REGISTRY=str(tmp / "registry.yaml"), HARNESS_HOME=str(tmp / "home"), HARNESS_DB=str(db),
+               HARNESS_CONFIG=str(tmp / "none.toml"))
+    return env
+
+
 def started(gate: Path) -> list[int]:
     files = sorted(gate.glob("started-*"), key=lambda p: int(p.name.split("-")[2]))
     return [int(p.read_text()) for p in files]
@@ -184,10 +194,7 @@ def test_killed_driver_and_ctrl_c_leave_whole_jobs_and_resume(cluster: str, loca
     db = tmp / "resumed.duckdb"
     # the driver: `harness run --all --executor ray --address HOST:PORT` in its own process, joining the cluster;
     # the test plugins are visible to it through an entry point (tests.helpers.plugin_site)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(plugin_site(tmp / "site")), str(REPO)]), HF_HUB_OFFLINE="1",
-               HARNESS_REGISTRY=str(tmp / "registry.yaml"), HARNESS_HOME=str(tmp / "home"), HARNESS_DB=str(db),
-               HARNESS_CONFIG=str(tmp / "none.toml"))
+    env = driver_env(tmp, db)
     drv = subprocess.Popen([sys.executable, "-m", "harness", "run", "--all", "--executor", "ray", "--address", cluster],
                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:  # the failing jobs come first in the plan: they are committed, then both workers block in the gate
