@@ -19,7 +19,7 @@ from tests.test_executor_ray import (  # noqa: F401 (local_run is a fixture)
     assert_same,
     driver_env,
     factory,
-    local_run,  # noqa: F811
+    local_run,
     started,
     wait_for,
 )
